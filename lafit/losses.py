@@ -1,0 +1,82 @@
+"""Zero-shot, few-shot and mixed squared losses, and the few-shot weight schedules.
+
+The few-shot (in-context) loss at `n` shots is the mean of `(yhat - y_q)^2` over prompts of
+`n + 1` tokens. The zero-shot loss is the same loss on the query token alone. The mixed
+fine-tuning loss at step `t` is `L_ZS + lambda(t) L_FS` on the same sampled prompts.
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lafit import data as data_lib
+from lafit import model as model_lib
+
+Array = jax.Array
+LOSS_KINDS = ('fs', 'zs', 'zsfs')
+
+
+def few_shot_loss(params: model_lib.Params, prompts: data_lib.Prompts) -> Array:
+  """Mean squared error of the query prediction on whole prompts."""
+  yhat_B = model_lib.predict(params, prompts.z_BxNxD)
+  return jnp.mean(jnp.square(yhat_B - prompts.y_B))
+
+
+def zero_shot_loss(params: model_lib.Params, prompts: data_lib.Prompts) -> Array:
+  """Mean squared error of the prediction from the query token alone."""
+  query_prompts = data_lib.Prompts(prompts.z_BxNxD[:, -1:, :], prompts.y_B)
+  return few_shot_loss(params, query_prompts)
+
+
+def linear_decay(num_steps: int) -> optax.Schedule:
+  """Returns `lambda(t) = (T - 1 - t) / (T - 1)`: 1 at the first step, 0 at the last."""
+  if num_steps < 2:
+    return optax.constant_schedule(1.0)
+  return optax.linear_schedule(init_value=1.0, end_value=0.0, transition_steps=num_steps - 1)
+
+
+def few_shot_weight_schedule(weight, num_steps: int) -> optax.Schedule:
+  """Returns the schedule of `lambda` for the mixed loss.
+
+  Args:
+    weight: `'linear_decay'` (the reference schedule), a non-negative number (a constant
+      weight), or any optax schedule (a callable of the step).
+    num_steps: the number of fine-tuning steps `T`, used by `'linear_decay'`.
+  """
+  if callable(weight):
+    return weight
+  if weight == 'linear_decay':
+    return linear_decay(num_steps)
+  if isinstance(weight, str):
+    raise ValueError(f"few-shot weight {weight!r} is invalid; use 'linear_decay', a number "
+                     '>= 0 or an optax schedule.')
+  if weight < 0:
+    raise ValueError(f'few-shot weight must be >= 0, got {weight}.')
+  return optax.constant_schedule(float(weight))
+
+
+def make_loss_fn(kind: str, num_steps: int = 1, fs_weight='linear_decay'
+                 ) -> Callable[[model_lib.Params, data_lib.Prompts, Array], Array]:
+  """Returns `loss(params, prompts, step)` for a loss kind.
+
+  Args:
+    kind: `fs` (few-shot only, as in pretraining), `zs` (zero-shot only) or `zsfs`
+      (`L_ZS + lambda(step) L_FS`).
+    num_steps: the length of the run, for the `linear_decay` weight.
+    fs_weight: the few-shot weight of `zsfs` (see `few_shot_weight_schedule`).
+  """
+  if kind == 'fs':
+    return lambda params, prompts, step: few_shot_loss(params, prompts)
+  if kind == 'zs':
+    return lambda params, prompts, step: zero_shot_loss(params, prompts)
+  if kind != 'zsfs':
+    raise ValueError(f'loss kind {kind!r} is invalid; valid kinds are {", ".join(LOSS_KINDS)}.')
+  schedule = few_shot_weight_schedule(fs_weight, num_steps)
+
+  def mixed_loss(params, prompts, step):
+    weight = schedule(step)
+    return zero_shot_loss(params, prompts) + weight * few_shot_loss(params, prompts)
+
+  return mixed_loss

@@ -1,0 +1,179 @@
+"""The training driver: one `lax.scan` over optimizer steps, for pretraining and fine-tuning.
+
+`train_steps` is pure: it maps a `TrainState` to the state `num_steps` later and the
+per-step losses, so it can be `jit`-ed, `vmap`-ed over seeds or nested in other JAX code.
+`train` is the host-side driver around it: it runs the scan in segments so that progress
+(step, loss, steps/s, ETA) reaches the log, maps over a leading seed axis with `vmap`, and
+reports a NaN or inf loss with its step and seed.
+
+The batch of step `t` is drawn with `jax.random.fold_in(key, t)`, so the results do not
+depend on how the steps are split into segments.
+"""
+
+import dataclasses
+import time
+from typing import Any, Callable, NamedTuple
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lafit import model as model_lib
+from lafit import regimes
+
+Array = jax.Array
+Batch = Any
+LossFn = Callable[[model_lib.Params, Batch, Array], Array]
+BatchSampler = Callable[[Array, Array], Batch]
+
+
+class TrainState(NamedTuple):
+  """Everything a training step reads and writes."""
+
+  params: model_lib.Params
+  opt_state: optax.OptState
+  key: Array
+  step: Array
+  nonfinite_step: Array  # First step whose loss or gradient was NaN or inf; -1 if none.
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """The static description of a training run.
+
+  Attributes:
+    loss_fn: `loss(params, batch, step) -> scalar`.
+    sample_batch: `sample(key, step) -> batch`; it may ignore both (population training).
+    optimizer: an optax transformation, usually from `regimes.make_optimizer`.
+    mask: the trainable mask; frozen parameters are returned bit-identical.
+  """
+
+  loss_fn: LossFn
+  sample_batch: BatchSampler
+  optimizer: optax.GradientTransformation
+  mask: regimes.Mask | None = None
+
+  def init(self, params: model_lib.Params, key: Array) -> TrainState:
+    """Starts a run from `params` with a fresh optimizer state."""
+    return TrainState(params=params, opt_state=self.optimizer.init(params), key=key,
+                      step=jnp.zeros((), jnp.int32), nonfinite_step=-jnp.ones((), jnp.int32))
+
+  def step(self, state: TrainState) -> tuple[TrainState, Array]:
+    """Takes one optimizer step; returns the new state and the loss before the step."""
+    batch = self.sample_batch(jax.random.fold_in(state.key, state.step), state.step)
+    loss, grads = jax.value_and_grad(self.loss_fn)(state.params, batch, state.step)
+    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+    params = regimes.apply_masked_updates(state.params, updates, self.mask)
+
+    grads_finite = jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
+    finite = jnp.isfinite(loss) & grads_finite
+    nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step,
+                               state.nonfinite_step)
+    new_state = TrainState(params=params, opt_state=opt_state, key=state.key,
+                           step=state.step + 1, nonfinite_step=nonfinite_step)
+    return new_state, loss
+
+  def train_steps(self, state: TrainState, num_steps: int) -> tuple[TrainState, Array]:
+    """Runs `num_steps` steps in one `lax.scan`; returns the state and the losses."""
+    return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_steps)
+
+
+class TrainResult(NamedTuple):
+  """The outcome of `train`; with a seed axis every array gains a leading axis `S`."""
+
+  params: model_lib.Params
+  loss_trace: np.ndarray  # Mean loss over each window of `trace_stride` steps.
+  trace_steps: np.ndarray  # First step of each window.
+  nonfinite_step: np.ndarray  # First NaN/inf step, -1 where the run stayed finite.
+
+
+def _is_key_batch(key: Array) -> bool:
+  """Tells whether `key` has a leading seed axis, for typed and raw `uint32` keys."""
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key.ndim == 1
+  return key.ndim == 2
+
+
+def window_means(losses: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+  """Averages the last axis of `losses` over consecutive windows of `stride` steps."""
+  num_steps = losses.shape[-1]
+  starts = np.arange(0, num_steps, stride)
+  means = np.stack([losses[..., s:s + stride].mean(axis=-1) for s in starts], axis=-1)
+  return means, starts
+
+
+def train(trainer: Trainer, params: model_lib.Params, key: Array, num_steps: int, *,
+          trace_stride: int = 10, log_every: int = 500, name: str = 'train',
+          seeds: np.ndarray | None = None) -> TrainResult:
+  """Runs `num_steps` steps from `params`, logging progress.
+
+  Args:
+    trainer: the run's loss, data, optimizer and mask.
+    params: starting parameters; with several seeds, either shared (no seed axis) or
+      with a leading seed axis matching `key`.
+    key: one PRNG key, or keys with a leading seed axis `S` to train `S` seeds at once
+      in one compiled `vmap`.
+    num_steps: the number of optimizer steps, at least 1.
+    trace_stride: the window of the loss trace, in steps.
+    log_every: steps between progress lines; each segment of this many steps is one
+      compiled scan.
+    name: the run's name in log lines.
+    seeds: seed labels for messages, one per key; defaults to 0..S-1.
+
+  Returns:
+    The final parameters, the loss trace and the first non-finite step of each seed.
+  """
+  for arg, value in (('num_steps', num_steps), ('trace_stride', trace_stride),
+                     ('log_every', log_every)):
+    if value < 1:
+      raise ValueError(f'{arg} must be >= 1, got {value}.')
+
+  if _is_key_batch(key):
+    num_seeds = key.shape[0]
+    params_batched = params['W_V'].ndim == 5
+    init = jax.vmap(trainer.init, in_axes=(0 if params_batched else None, 0))
+    state = init(params, key)
+    run = jax.jit(jax.vmap(trainer.train_steps, in_axes=(0, None)), static_argnums=1)
+  else:
+    num_seeds = 1
+    state = trainer.init(params, key)
+    run = jax.jit(trainer.train_steps, static_argnums=1)
+  if seeds is None:
+    seeds = np.arange(num_seeds)
+
+  losses = []
+  start_time = time.perf_counter()
+  done = 0
+  warned = False
+  while done < num_steps:
+    segment = min(log_every, num_steps - done)
+    state, segment_losses = run(state, segment)
+    segment_losses = np.asarray(segment_losses)
+    losses.append(segment_losses)
+    done += segment
+
+    elapsed = time.perf_counter() - start_time
+    rate = done / elapsed
+    eta = (num_steps - done) / rate
+    logging.info('%s: step %d/%d, loss %.5g, %.1f steps/s, ETA %.0f s', name, done, num_steps,
+                 float(np.mean(segment_losses[..., -1])), rate, eta)
+
+    nonfinite = np.atleast_1d(np.asarray(state.nonfinite_step))
+    if np.any(nonfinite >= 0) and not warned:
+      for seed, step in zip(seeds, nonfinite):
+        if step >= 0:
+          logging.warning('%s: diverged: NaN or inf loss or gradient at step %d, seed %d.',
+                          name, step, seed)
+      warned = True
+    if np.all(nonfinite >= 0):
+      logging.warning('%s: every seed diverged; stopping at step %d.', name, done)
+      break
+
+  all_losses = np.concatenate(losses, axis=-1)
+  loss_trace, trace_steps = window_means(all_losses, trace_stride)
+  return TrainResult(params=state.params, loss_trace=loss_trace, trace_steps=trace_steps,
+                     nonfinite_step=np.asarray(state.nonfinite_step))
+
