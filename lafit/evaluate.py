@@ -1,0 +1,87 @@
+"""Monte Carlo test error against the number of shots, for every `n` in one pass.
+
+One sample of `n_max` context tokens serves every `n <= n_max`: the prompt of `n` shots
+is the first `n` context tokens and the query. For a one-layer model the predictions for
+all `n` come from cumulative sums of per-token terms (`model.one_layer_token_terms`); a
+deeper model runs once per `n` on the prompt with the unused context tokens set to zero,
+which is the same as removing them (see `model.forward`).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lafit import data as data_lib
+from lafit import model as model_lib
+
+Array = jax.Array
+
+
+class ErrorCurve(NamedTuple):
+  """Test error at `n = 0 .. n_max` shots and the standard error of each estimate."""
+
+  mean: Array
+  stderr: Array
+
+
+def squared_errors_all_shots(params: model_lib.Params, prompts: data_lib.Prompts) -> Array:
+  """Returns `(yhat_n - y_q)^2` for `n = 0 .. N-1` shots, shape `(B, N)`."""
+  z_BxNxD = prompts.z_BxNxD
+  n_tokens = z_BxNxD.shape[1]
+  shots_N = jnp.arange(n_tokens)
+  num_layers = params['W_V'].shape[0]
+
+  if num_layers == 1:
+    terms_BxN = model_lib.one_layer_token_terms(params, z_BxNxD)
+    context_sums_BxN = jnp.cumsum(terms_BxN[:, :-1], axis=1)
+    context_sums_BxN = jnp.pad(context_sums_BxN, ((0, 0), (1, 0)))
+    yhat_BxN = z_BxNxD[:, -1:, -1] + (context_sums_BxN + terms_BxN[:, -1:]) / (shots_N + 1)
+  else:
+    def predict_at(n):
+      keep_N = (jnp.arange(n_tokens) < n) | (jnp.arange(n_tokens) == n_tokens - 1)
+      z_masked = z_BxNxD * keep_N[None, :, None].astype(z_BxNxD.dtype)
+      return model_lib.predict(params, z_masked, num_tokens=n + 1, method='full')
+
+    yhat_BxN = jax.lax.map(predict_at, shots_N).T
+  return jnp.square(yhat_BxN - prompts.y_B[:, None])
+
+
+def monte_carlo_test_error(params: model_lib.Params, key: Array,
+                           sample_tasks: data_lib.TaskSampler, *, n_max: int,
+                           num_prompts: int, x_std: float, noise_std: float,
+                           chunk_size: int = 10_000) -> ErrorCurve:
+  """Estimates the test error at `n = 0 .. n_max` shots on fresh prompts.
+
+  Args:
+    params: model parameters (any number of layers and heads).
+    key: PRNG key of the test data.
+    sample_tasks: `(key, batch_size) -> theta_Bxd`, from `data.task_sampler`.
+    n_max: the largest number of shots.
+    num_prompts: prompts per `n`; they are drawn in chunks of `chunk_size` inside a
+      `lax.scan`, so memory does not grow with it.
+    x_std, noise_std: the data's input and label-noise standard deviations.
+    chunk_size: prompts per chunk.
+
+  Returns:
+    The mean squared error and its standard error for each `n`, shape `(n_max + 1,)`.
+  """
+  chunk = min(chunk_size, num_prompts)
+  num_chunks = -(-num_prompts // chunk)
+
+  def add_chunk(totals, index):
+    key_tasks, key_prompts = jax.random.split(jax.random.fold_in(key, index))
+    theta_Bxd = sample_tasks(key_tasks, chunk)
+    prompts = data_lib.sample_prompts(key_prompts, theta_Bxd, n_max, x_std=x_std,
+                                      noise_std=noise_std)
+    errors_BxN = squared_errors_all_shots(params, prompts)
+    valid_B = (index * chunk + jnp.arange(chunk)) < num_prompts
+    errors_BxN = jnp.where(valid_B[:, None], errors_BxN, 0.0)
+    total, total_sq = totals
+    return (total + errors_BxN.sum(0), total_sq + jnp.square(errors_BxN).sum(0)), None
+
+  zeros = jnp.zeros((n_max + 1,), params['W_V'].dtype)
+  (total, total_sq), _ = jax.lax.scan(add_chunk, (zeros, zeros), jnp.arange(num_chunks))
+  mean = total / num_prompts
+  variance = jnp.maximum(total_sq / num_prompts - jnp.square(mean), 0.0)
+  return ErrorCurve(mean=mean, stderr=jnp.sqrt(variance / num_prompts))

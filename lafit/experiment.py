@@ -1,0 +1,312 @@
+"""The reference experiment end to end: pretrain, fine-tune under every regime, evaluate.
+
+`run(config, workdir)` writes into `workdir`:
+
+- `config.json`: the configuration;
+- `models/<model>.npz`: the learned parameters, loss trace and first non-finite step of
+  each model, written as soon as the model is trained; a re-run with the same config
+  reuses them, so an interrupted run loses no finished model;
+- `results.json`, `results.md`: test error against shots for each model and task;
+  `results.json` is the same file on every re-run of the same config on one machine;
+- `timing.json`: the wall time of the run;
+- `figures/*.png`: test-error curves, training losses and parameter heatmaps.
+
+A model is named `pretrained` or `<loss>_<trainable>` (`zs_v`, `zsfs_all`, ...).
+"""
+
+import dataclasses
+import os
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from lafit import claims
+from lafit import config as config_lib
+from lafit import data as data_lib
+from lafit import evaluate
+from lafit import io
+from lafit import losses
+from lafit import model as model_lib
+from lafit import regimes
+from lafit import theory
+from lafit import train as train_lib
+
+PRETRAINED = 'pretrained'
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  """A trained model with its loss trace; `nonfinite_step` is -1 unless it diverged."""
+
+  params: model_lib.Params
+  loss_trace: np.ndarray
+  trace_steps: np.ndarray
+  nonfinite_step: int
+
+  @property
+  def diverged(self) -> bool:
+    return self.nonfinite_step >= 0
+
+
+def regime_names(config: ml_collections.ConfigDict) -> list[tuple[str, str, str]]:
+  """Returns `(model name, loss, trainable)` for every fine-tuning regime of `config`."""
+  return [(f'{loss}_{trainable}', loss, trainable)
+          for loss in config.finetune.losses for trainable in config.finetune.trainable]
+
+
+def make_optimizer(config: ml_collections.ConfigDict, learning_rate: float,
+                   mask: regimes.Mask | None):
+  return regimes.make_optimizer(
+      config.optimizer, learning_rate, momentum=config.momentum, b1=config.adam_b1,
+      b2=config.adam_b2, clip_norm=config.clip_norm or None, mask=mask)
+
+
+def pretrain(config: ml_collections.ConfigDict, params: model_lib.Params,
+             key: jax.Array) -> TrainedModel:
+  """Trains every parameter with the few-shot loss on a fresh sphere task per prompt."""
+  phase = config.pretrain
+
+  def sample_batch(batch_key, step):
+    del step
+    key_tasks, key_prompts = jax.random.split(batch_key)
+    theta_Bxd = data_lib.sample_sphere(key_tasks, (phase.batch_size,), config.d)
+    return data_lib.sample_prompts(key_prompts, theta_Bxd, phase.n_shots,
+                                   x_std=config.x_std, noise_std=config.noise_std)
+
+  trainer = train_lib.Trainer(loss_fn=losses.make_loss_fn('fs'), sample_batch=sample_batch,
+                              optimizer=make_optimizer(config, phase.learning_rate, None))
+  return _train(config, trainer, params, key, phase.num_steps, PRETRAINED)
+
+
+def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
+                     dataset: data_lib.Dataset | None):
+  """Returns `sample(key, step) -> Prompts` of the task `theta0`."""
+  phase = config.finetune
+
+  def sample_batch(batch_key, step):
+    del step
+    if dataset is None:
+      theta_Bxd = jnp.broadcast_to(theta0, (phase.batch_size, config.d))
+      return data_lib.sample_prompts(batch_key, theta_Bxd, phase.n_shots, x_std=config.x_std,
+                                     noise_std=config.noise_std)
+    return data_lib.sample_prompts_from_dataset(batch_key, dataset, phase.batch_size,
+                                                phase.n_shots)
+
+  return sample_batch
+
+
+def finetune(config: ml_collections.ConfigDict, params: model_lib.Params, sample_batch,
+             loss: str, trainable: str, key: jax.Array, name: str) -> TrainedModel:
+  """Fine-tunes `params` under one regime with a fresh optimizer state."""
+  phase = config.finetune
+  weight = 'linear_decay' if phase.fs_weight_schedule == 'linear_decay' else phase.fs_weight
+  mask = regimes.trainable_mask(params, trainable)
+  trainer = train_lib.Trainer(
+      loss_fn=losses.make_loss_fn(loss, phase.num_steps, weight), sample_batch=sample_batch,
+      optimizer=make_optimizer(config, phase.learning_rate, mask), mask=mask)
+  return _train(config, trainer, params, key, phase.num_steps, name)
+
+
+def _train(config, trainer, params, key, num_steps, name) -> TrainedModel:
+  result = train_lib.train(trainer, params, key, num_steps, trace_stride=config.trace_stride,
+                           log_every=config.log_every, name=name, seeds=np.array([config.seed]))
+  return TrainedModel(params=jax.device_get(result.params), loss_trace=result.loss_trace,
+                      trace_steps=result.trace_steps,
+                      nonfinite_step=int(result.nonfinite_step))
+
+
+def _save_model(path: str, model: TrainedModel) -> None:
+  arrays = {f'params/{k}': v for k, v in model.params.items()}
+  arrays.update(loss_trace=model.loss_trace, trace_steps=model.trace_steps,
+                nonfinite_step=np.asarray(model.nonfinite_step))
+  io.write_npz(path, arrays)
+
+
+def _load_model(path: str) -> TrainedModel:
+  arrays = io.read_npz(path)
+  params = {k.split('/', 1)[1]: jnp.asarray(v) for k, v in arrays.items()
+            if k.startswith('params/')}
+  return TrainedModel(params=params, loss_trace=arrays['loss_trace'],
+                      trace_steps=arrays['trace_steps'],
+                      nonfinite_step=int(arrays['nonfinite_step']))
+
+
+def _trained(workdir: str, name: str, train_fn) -> TrainedModel:
+  """Loads model `name` from `workdir` if an earlier run finished it, else trains it."""
+  path = os.path.join(workdir, 'models', f'{name}.npz')
+  if os.path.exists(path):
+    logging.info('%s: reusing the finished model in %s.', name, path)
+    return _load_model(path)
+  model = train_fn()
+  _save_model(path, model)
+  return model
+
+
+def eval_method(config: ml_collections.ConfigDict) -> str:
+  """Resolves `auto` to `exact` for one-layer one-head models and `monte_carlo` otherwise."""
+  if config.eval.method != 'auto':
+    return config.eval.method
+  return 'exact' if (config.num_layers, config.num_heads) == (1, 1) else 'monte_carlo'
+
+
+def eval_task_theta(task: str, theta0: jax.Array) -> jax.Array | None:
+  """Returns the fixed task of an evaluation task name, or `None` for the sphere average."""
+  return {'theta0': theta0, 'neg_theta0': -theta0, 'sphere': None}[task]
+
+
+def exact_curves(config, params, theta0, n_shots) -> dict[str, np.ndarray]:
+  """Returns the exact test error on each evaluation task at every `n` in `n_shots`."""
+  risk = jax.jit(jax.vmap(
+      lambda n, theta: theory.population_risk_of_params(
+          params, n, noise_std=config.noise_std, x_std=config.x_std, theta=theta),
+      in_axes=(0, None)))
+  risk_sphere = jax.jit(jax.vmap(
+      lambda n: theory.population_risk_of_params(
+          params, n, noise_std=config.noise_std, x_std=config.x_std, theta=None)))
+  curves = {}
+  for task in config.eval.tasks:
+    theta = eval_task_theta(task, theta0)
+    curve = risk_sphere(n_shots) if theta is None else risk(n_shots, theta)
+    curves[task] = np.asarray(curve)
+  return curves
+
+
+def monte_carlo_curves(config, params, theta0, key) -> dict[str, evaluate.ErrorCurve]:
+  """Returns the Monte Carlo test error and standard error on each evaluation task."""
+  curves = {}
+  for index, task in enumerate(config.eval.tasks):
+    sampler = data_lib.task_sampler(task, theta0)
+    curve = evaluate.monte_carlo_test_error(
+        params, jax.random.fold_in(key, index), sampler, n_max=config.eval.n_max,
+        num_prompts=config.eval.num_prompts * config.eval.num_seeds, x_std=config.x_std,
+        noise_std=config.noise_std, chunk_size=config.eval.chunk_size)
+    curves[task] = evaluate.ErrorCurve(np.asarray(curve.mean), np.asarray(curve.stderr))
+  return curves
+
+
+def check_workdir(workdir: str, config_dict: dict) -> None:
+  """Rejects a workdir that holds a run of another configuration."""
+  path = os.path.join(workdir, 'config.json')
+  if os.path.exists(path) and io.read_json(path) != io.to_jsonable(config_dict):
+    raise ValueError(f'--workdir={workdir} holds a run of a different config ({path}); '
+                     'choose a new --workdir or delete that one.')
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs the experiment of `config` and writes its outputs to `workdir`."""
+  config_lib.validate(config)
+  config_dict = config.to_dict()
+  check_workdir(workdir, config_dict)
+  io.write_json(os.path.join(workdir, 'config.json'), config_dict)
+  start_time = time.perf_counter()
+
+  # Keys
+  root = jax.random.PRNGKey(config.seed)
+  key_init, key_pretrain, key_theta0, key_dataset, key_finetune, key_eval = (
+      jax.random.split(root, 6))
+
+  # Pretraining
+  init = model_lib.init_params(key_init, config.d, num_layers=config.num_layers,
+                               num_heads=config.num_heads,
+                               parameterization=config.parameterization,
+                               init_std=config.init_std)
+  models = {PRETRAINED: _trained(workdir, PRETRAINED,
+                                 lambda: pretrain(config, init, key_pretrain))}
+
+  # Fine-tuning: one target task, and the same batches for every regime.
+  theta0 = data_lib.sample_sphere(key_theta0, (), config.d)
+  dataset = None
+  if config.finetune.dataset_size > 0:
+    dataset = data_lib.make_dataset(key_dataset, theta0, config.finetune.dataset_size,
+                                    x_std=config.x_std, noise_std=config.noise_std)
+  sample_batch = finetune_sampler(config, theta0, dataset)
+  pretrained = models[PRETRAINED]
+  for name, loss, trainable in regime_names(config):
+    if pretrained.diverged:
+      logging.warning('%s: skipped because pretraining diverged.', name)
+      continue
+    models[name] = _trained(workdir, name, lambda: finetune(
+        config, pretrained.params, sample_batch, loss, trainable, key_finetune, name))
+
+  # Evaluation
+  results = evaluate_models(config, models, theta0, key_eval)
+  results['claims'] = claims.check_all(results, models, config)
+  write_outputs(config, workdir, results, models)
+  wall_time_s = time.perf_counter() - start_time
+  io.write_json(os.path.join(workdir, 'timing.json'), {'wall_time_s': wall_time_s})
+  logging.info('Finished in %.1f s; outputs are in %s.', wall_time_s, workdir)
+  return results
+
+
+def evaluate_models(config, models: dict[str, TrainedModel], theta0, key) -> dict:
+  """Evaluates every model on every task; diverged models get `None` curves."""
+  method = eval_method(config)
+  n_shots = np.arange(config.eval.n_max + 1)
+  results = {
+      'n_shots': n_shots.tolist(),
+      'tasks': list(config.eval.tasks),
+      'models': list(models),
+      'test_error_method': 'exact' if method in ('exact', 'both') else 'monte_carlo',
+      'theta0': np.asarray(theta0).tolist(),
+      'noise_var': config.noise_std ** 2,
+      'zero_predictor_error': config.noise_std ** 2 + config.x_std ** 2,
+      'test_error': {},
+      'diverged': {},
+      'final_train_loss': {},
+  }
+  if method in ('monte_carlo', 'both'):
+    results['monte_carlo'] = {'test_error': {}, 'stderr': {}}
+
+  for name, model in models.items():
+    if model.diverged:
+      results['diverged'][name] = {'step': model.nonfinite_step, 'seed': config.seed}
+      results['test_error'][name] = {task: None for task in config.eval.tasks}
+      results['final_train_loss'][name] = None
+      logging.warning('%s diverged at step %d (seed %d); its numbers are not reported.', name,
+                      model.nonfinite_step, config.seed)
+      continue
+    results['final_train_loss'][name] = float(model.loss_trace[-1])
+    if method in ('exact', 'both'):
+      curves = exact_curves(config, model.params, theta0, jnp.asarray(n_shots))
+      results['test_error'][name] = {t: c.tolist() for t, c in curves.items()}
+    if method in ('monte_carlo', 'both'):
+      mc_curves = monte_carlo_curves(config, model.params, theta0, key)
+      results['monte_carlo']['test_error'][name] = {
+          t: c.mean.tolist() for t, c in mc_curves.items()}
+      results['monte_carlo']['stderr'][name] = {
+          t: c.stderr.tolist() for t, c in mc_curves.items()}
+      if method == 'monte_carlo':
+        results['test_error'][name] = results['monte_carlo']['test_error'][name]
+  return results
+
+
+def results_table(results: dict) -> str:
+  """Formats the test errors as a Markdown table: one row per `n`, one column per curve."""
+  columns = [(model, task) for model in results['models'] for task in results['tasks']]
+  header = '| n | ' + ' | '.join(f'{m} {t}' for m, t in columns) + ' |'
+  lines = [header, '|' + '---:|' * (len(columns) + 1)]
+  for i, n in enumerate(results['n_shots']):
+    cells = []
+    for model, task in columns:
+      curve = results['test_error'][model][task]
+      cells.append('diverged' if curve is None else f'{curve[i]:.6g}')
+    lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def write_outputs(config, workdir: str, results: dict, models: dict[str, TrainedModel]) -> None:
+  """Writes results, the table, loss traces and figures into `workdir`."""
+  io.write_json(os.path.join(workdir, 'results.json'), results)
+  io.write_text(os.path.join(workdir, 'results.md'), results_table(results))
+  traces = {}
+  for name, model in models.items():
+    traces[f'{name}/loss'] = model.loss_trace
+    traces[f'{name}/step'] = model.trace_steps
+  io.write_npz(os.path.join(workdir, 'loss_traces.npz'), traces)
+  if config.plots:
+    from lafit import plots  # Imported here so that runs without figures skip matplotlib.
+    plots.write_figures(os.path.join(workdir, 'figures'), results, models)
