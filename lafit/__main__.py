@@ -24,6 +24,9 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   results = experiment.run(_CONFIG.value, _WORKDIR.value)
   print(claims.summary(results['claims']))
+  gaps = experiment.theory_summary(results)
+  if gaps:
+    print(gaps)
 
 
 if __name__ == '__main__':

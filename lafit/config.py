@@ -102,6 +102,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_int(config, 'eval.num_prompts', 1)
   _check_int(config, 'eval.num_seeds', 1)
   _check_int(config, 'eval.chunk_size', 1)
+  if not isinstance(config.eval.theory, bool):
+    _fail('eval.theory', config.eval.theory, 'expected True or False')
 
   _check_int(config, 'trace_stride', 1)
   _check_int(config, 'log_every', 1)

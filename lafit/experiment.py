@@ -31,6 +31,7 @@ from lafit import evaluate
 from lafit import io
 from lafit import losses
 from lafit import model as model_lib
+from lafit import population
 from lafit import regimes
 from lafit import theory
 from lafit import train as train_lib
@@ -146,6 +147,120 @@ def _trained(workdir: str, name: str, train_fn) -> TrainedModel:
   return model
 
 
+def population_finetune(config, params, loss: str, trainable: str, theta0, name: str):
+  """Fine-tunes on the exact risk of `theta0`: the infinite-data limit of a regime."""
+  phase = config.finetune
+  weight = 'linear_decay' if phase.fs_weight_schedule == 'linear_decay' else phase.fs_weight
+  mask = regimes.trainable_mask(params, trainable)
+  trainer = population.make_trainer(
+      loss, make_optimizer(config, phase.learning_rate, mask), mask, n=phase.n_shots,
+      theta=theta0, noise_std=config.noise_std, x_std=config.x_std,
+      num_steps=phase.num_steps, fs_weight=weight)
+  return _train(config, trainer, params, jax.random.PRNGKey(0), phase.num_steps, name)
+
+
+def population_pretrain(config, params, name: str):
+  """Pretrains on the exact risk averaged over sphere tasks."""
+  phase = config.pretrain
+  trainer = population.make_trainer(
+      'fs', make_optimizer(config, phase.learning_rate, None), n=phase.n_shots, theta=None,
+      noise_std=config.noise_std, x_std=config.x_std)
+  return _train(config, trainer, params, jax.random.PRNGKey(0), phase.num_steps, name)
+
+
+def closed_form_models(config, model_names, theta0) -> dict[str, model_lib.Params]:
+  """Returns the closed-form optimum of each model that has one.
+
+  `pretrained` gets `c* I`, `zs_v` the value row `a* theta0`, and `zsfs_v` that row with
+  `W_V[-1, -1] = w*(n_ft)`; all use the pretrained scale `q = c*` with `W_V[-1, -1] = 1`.
+  The other regimes have no closed form here (full zero-shot fine-tuning has a whole family
+  of minimizers), so population training stands in for them.
+  """
+  c_star = theory.pretrained_scale(config.d, config.pretrain.n_shots,
+                                   noise_std=config.noise_std, x_std=config.x_std)
+  params = {PRETRAINED: theory.pretrained_optimum(
+      config.d, config.pretrain.n_shots, noise_std=config.noise_std, x_std=config.x_std)}
+  if 'zs_v' in model_names:
+    params['zs_v'] = theory.value_only_zero_shot(theta0, q=c_star, w=1.0, x_std=config.x_std)
+  few_shot_weighted = (config.finetune.fs_weight_schedule == 'linear_decay'
+                       or config.finetune.fs_weight > 0)
+  if 'zsfs_v' in model_names and few_shot_weighted:
+    params['zsfs_v'] = theory.value_only_few_shot(
+        theta0, config.finetune.n_shots, q=c_star, noise_std=config.noise_std,
+        x_std=config.x_std)
+  return params
+
+
+def build_theory_models(config, workdir, models, init, theta0) -> dict[str, dict]:
+  """Returns, per model, the parameters of its theory curve and their sources."""
+  theory_models = {}
+  closed = closed_form_models(config, list(models), theta0)
+  for name, model in models.items():
+    if model.diverged:
+      continue
+    population_name = f'population_{name}'
+    if name == PRETRAINED:
+      trained = _trained(workdir, population_name,
+                         lambda: population_pretrain(config, init, population_name))
+    else:
+      loss, trainable = name.split('_', 1)
+      trained = _trained(workdir, population_name, lambda: population_finetune(
+          config, models[PRETRAINED].params, loss, trainable, theta0, population_name))
+    entry = {}
+    if not trained.diverged:
+      entry['population'] = trained.params
+    if name in closed:
+      entry['closed_form'] = closed[name]
+    theory_models[name] = entry
+  return theory_models
+
+
+def add_theory_results(config, results, theory_models, theta0) -> None:
+  """Adds theory and population curves, and the largest learned-to-theory gaps."""
+  n_shots = jnp.arange(config.eval.n_max + 1)
+  results['theory_error'] = {}
+  results['theory_source'] = {}
+  results['population_error'] = {}
+  results['theory_gap'] = {}
+  for name, entry in theory_models.items():
+    if 'population' in entry:
+      curves = exact_curves(config, entry['population'], theta0, n_shots)
+      results['population_error'][name] = {t: c.tolist() for t, c in curves.items()}
+    source = 'closed_form' if 'closed_form' in entry else 'population'
+    if source not in entry:
+      continue
+    if source == 'closed_form':
+      curves = exact_curves(config, entry['closed_form'], theta0, n_shots)
+      results['theory_error'][name] = {t: c.tolist() for t, c in curves.items()}
+    else:
+      results['theory_error'][name] = results['population_error'][name]
+    results['theory_source'][name] = source
+    results['theory_gap'][name] = theory_gap(results['test_error'][name],
+                                             results['theory_error'][name])
+
+
+def theory_gap(learned: dict, theory_curves: dict) -> dict:
+  """Returns the largest relative gap `|learned - theory| / theory` over tasks and `n`."""
+  gaps = {'all_n': 0.0, 'n_ge_5': 0.0}
+  for task, curve in learned.items():
+    relative = np.abs(np.asarray(curve) - np.asarray(theory_curves[task]))
+    relative = relative / np.asarray(theory_curves[task])
+    gaps['all_n'] = max(gaps['all_n'], float(relative.max()))
+    if relative.size > 5:
+      gaps['n_ge_5'] = max(gaps['n_ge_5'], float(relative[5:].max()))
+  return gaps
+
+
+def theory_summary(results: dict) -> str:
+  """Formats each model's largest gap between its learned and theory curves."""
+  lines = []
+  for name, gap in results.get('theory_gap', {}).items():
+    lines.append(f'{name}: largest relative gap to its theory curve '
+                 f'({results["theory_source"][name]}): {gap["all_n"]:.3%} over all n, '
+                 f'{gap["n_ge_5"]:.3%} for n >= 5.')
+  return '\n'.join(lines)
+
+
 def eval_method(config: ml_collections.ConfigDict) -> str:
   """Resolves `auto` to `exact` for one-layer one-head models and `monte_carlo` otherwise."""
   if config.eval.method != 'auto':
@@ -158,19 +273,19 @@ def eval_task_theta(task: str, theta0: jax.Array) -> jax.Array | None:
   return {'theta0': theta0, 'neg_theta0': -theta0, 'sphere': None}[task]
 
 
+@jax.jit
+def _exact_curve(params, n_shots, theta, noise_std, x_std):
+  """Returns the exact risk at every `n` in `n_shots`; compiled once per parameter shape."""
+  return jax.vmap(lambda n: theory.population_risk_of_params(
+      params, n, noise_std=noise_std, x_std=x_std, theta=theta))(n_shots)
+
+
 def exact_curves(config, params, theta0, n_shots) -> dict[str, np.ndarray]:
   """Returns the exact test error on each evaluation task at every `n` in `n_shots`."""
-  risk = jax.jit(jax.vmap(
-      lambda n, theta: theory.population_risk_of_params(
-          params, n, noise_std=config.noise_std, x_std=config.x_std, theta=theta),
-      in_axes=(0, None)))
-  risk_sphere = jax.jit(jax.vmap(
-      lambda n: theory.population_risk_of_params(
-          params, n, noise_std=config.noise_std, x_std=config.x_std, theta=None)))
   curves = {}
   for task in config.eval.tasks:
     theta = eval_task_theta(task, theta0)
-    curve = risk_sphere(n_shots) if theta is None else risk(n_shots, theta)
+    curve = _exact_curve(params, n_shots, theta, config.noise_std, config.x_std)
     curves[task] = np.asarray(curve)
   return curves
 
@@ -188,12 +303,23 @@ def monte_carlo_curves(config, params, theta0, key) -> dict[str, evaluate.ErrorC
   return curves
 
 
+# Fields that change only evaluation or outputs: a finished run may be re-evaluated with
+# other values of these, reusing its trained models.
+_EVALUATION_FIELDS = ('eval', 'plots', 'log_every')
+
+
+def _training_fields(config_dict: dict) -> dict:
+  return {k: v for k, v in io.to_jsonable(config_dict).items() if k not in _EVALUATION_FIELDS}
+
+
 def check_workdir(workdir: str, config_dict: dict) -> None:
-  """Rejects a workdir that holds a run of another configuration."""
+  """Rejects a workdir whose saved models were trained under another configuration."""
   path = os.path.join(workdir, 'config.json')
-  if os.path.exists(path) and io.read_json(path) != io.to_jsonable(config_dict):
+  if os.path.exists(path) and (_training_fields(io.read_json(path))
+                               != _training_fields(config_dict)):
     raise ValueError(f'--workdir={workdir} holds a run of a different config ({path}); '
-                     'choose a new --workdir or delete that one.')
+                     'choose a new --workdir or delete that one. Only eval.*, plots and '
+                     'log_every may differ from a finished run.')
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -232,8 +358,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     models[name] = _trained(workdir, name, lambda: finetune(
         config, pretrained.params, sample_batch, loss, trainable, key_finetune, name))
 
+  # Theory: closed-form parameters and training on the exact population objective.
+  theory_models = {}
+  if config.eval.theory and eval_method(config) != 'monte_carlo':
+    theory_models = build_theory_models(config, workdir, models, init, theta0)
+
   # Evaluation
   results = evaluate_models(config, models, theta0, key_eval)
+  if theory_models:
+    add_theory_results(config, results, theory_models, theta0)
   results['claims'] = claims.check_all(results, models, config)
   write_outputs(config, workdir, results, models)
   wall_time_s = time.perf_counter() - start_time

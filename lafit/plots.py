@@ -47,7 +47,7 @@ def plot_test_error(results: dict):
     ax.set_ylabel('test error')
     ax.set_title(TASK_TITLES.get(task, task))
   axes[0][-1].legend(fontsize=7, loc='best')
-  fig.suptitle('markers: learned models; lines: theory' if theory else 'test error')
+  fig.suptitle('markers: learned models; lines: theory' if theory else 'test error', y=1.03)
   return fig
 
 

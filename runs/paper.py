@@ -73,6 +73,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.eval.num_prompts = 50_000  # Monte Carlo prompts per test seed.
   config.eval.num_seeds = 5  # Monte Carlo test seeds.
   config.eval.chunk_size = 10_000
+  # Theory curves beside the learned ones (one layer and one head): closed-form optima
+  # where they exist, and training on the exact population objective for every model.
+  config.eval.theory = True
 
   # Logging and outputs
   config.trace_stride = 10  # Steps averaged into one point of the loss trace.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lafit import experiment
+from lafit import theory
 from runs import paper
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +31,7 @@ def tiny_config(**overrides):
   config.eval.num_seeds = 2
   config.log_every = 20
   config.plots = False
+  config.eval.theory = False
   for field, value in overrides.items():
     target = config
     *parents, leaf = field.split('.')
@@ -45,7 +47,7 @@ def read_results(workdir):
 
 
 def test_run_writes_every_output(tmp_path):
-  config = tiny_config(plots=True)
+  config = tiny_config(**{'plots': True, 'eval.theory': True})
   experiment.run(config, str(tmp_path))
   for name in ('config.json', 'results.json', 'results.md', 'loss_traces.npz', 'timing.json',
                'figures/test_error.png', 'figures/losses.png', 'figures/parameters.png'):
@@ -62,12 +64,28 @@ def test_run_writes_every_output(tmp_path):
       # No model beats the noise floor sigma^2 = 0.1.
       assert min(curve) >= 0.1 - 1e-5
   assert [c['claim'] for c in results['claims']] == [1, 2, 3, 4]
+
+  # Theory beside the learned curves: closed forms where they exist, population otherwise.
+  closed = {'pretrained', 'zs_v', 'zsfs_v'}
+  for model in expected_models:
+    source = 'closed_form' if model in closed else 'population'
+    assert results['theory_source'][model] == source
+    assert set(results['population_error'][model]) == {'theta0', 'neg_theta0', 'sphere'}
+    assert results['theory_gap'][model]['all_n'] >= results['theory_gap'][model]['n_ge_5']
+  for n in (0, 1, 6, 12):
+    expected = theory.pretrained_optimum_risk(n, 3, 6, noise_std=config.noise_std)
+    np.testing.assert_allclose(results['theory_error']['pretrained']['sphere'][n], expected,
+                               rtol=1e-5)
+  a_star_floor = config.noise_std ** 2 + 2 / (3 + 4)
+  np.testing.assert_allclose(results['theory_error']['zs_v']['theta0'][0], a_star_floor,
+                             rtol=1e-5)
+  assert (tmp_path / 'models' / 'population_zs_all.npz').exists()
   table = (tmp_path / 'results.md').read_text()
   assert table.count('\n') == 13 + 2
 
 
 def test_rerun_reproduces_results_exactly(tmp_path):
-  config = tiny_config()
+  config = tiny_config(**{'finetune.losses': ('zsfs',), 'finetune.trainable': ('all',)})
   experiment.run(config, str(tmp_path / 'a'))
   experiment.run(config, str(tmp_path / 'b'))
   assert ((tmp_path / 'a' / 'results.json').read_bytes()
@@ -75,7 +93,7 @@ def test_rerun_reproduces_results_exactly(tmp_path):
 
 
 def test_rerun_reuses_finished_models(tmp_path, caplog):
-  config = tiny_config()
+  config = tiny_config(**{'finetune.losses': ('zs',)})
   experiment.run(config, str(tmp_path))
   first = (tmp_path / 'results.json').read_bytes()
   os.remove(tmp_path / 'models' / 'zs_v.npz')
@@ -83,15 +101,28 @@ def test_rerun_reuses_finished_models(tmp_path, caplog):
   caplog.set_level(logging.INFO)
   experiment.run(config, str(tmp_path))
   reused = [r.message for r in caplog.records if 'reusing' in r.message]
-  assert len(reused) == 6
+  assert len(reused) == 3
   assert not any(m.startswith('zs_v:') for m in reused)
   assert (tmp_path / 'results.json').read_bytes() == first
 
 
 def test_workdir_of_other_config_rejected(tmp_path):
-  experiment.run(tiny_config(), str(tmp_path))
+  config = tiny_config(**{'finetune.losses': ('zs',), 'finetune.trainable': ('v',)})
+  experiment.run(config, str(tmp_path))
+  config.seed = 1
   with pytest.raises(ValueError, match='different config'):
-    experiment.run(tiny_config(seed=1), str(tmp_path))
+    experiment.run(config, str(tmp_path))
+
+
+def test_finished_run_reevaluated(tmp_path, caplog):
+  regimes = {'finetune.losses': ('zs',), 'finetune.trainable': ('v', 'kq')}
+  experiment.run(tiny_config(**regimes, **{'eval.theory': True}), str(tmp_path))
+  caplog.set_level(logging.INFO)
+  experiment.run(tiny_config(**regimes, **{'eval.n_max': 4}), str(tmp_path))
+  results = read_results(tmp_path)
+  assert results['n_shots'] == [0, 1, 2, 3, 4]
+  assert 'theory_error' not in results
+  assert sum('reusing' in r.message for r in caplog.records) == 3
 
 
 @pytest.mark.parametrize('field,value,message', [
@@ -157,7 +188,7 @@ def test_command_line_quick_overrides(tmp_path):
              f'--workdir={tmp_path}', '--config.d=3', '--config.pretrain.batch_size=128',
              '--config.pretrain.num_steps=20', '--config.finetune.num_steps=10',
              '--config.finetune.batch_size=128', '--config.eval.n_max=10',
-             '--config.plots=False']
+             '--config.plots=False', '--config.eval.theory=False']
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
   assert 'Claim 1' in done.stdout
