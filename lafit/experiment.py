@@ -66,9 +66,8 @@ def make_optimizer(config: ml_collections.ConfigDict, learning_rate: float,
       b2=config.adam_b2, clip_norm=config.clip_norm or None, mask=mask)
 
 
-def pretrain(config: ml_collections.ConfigDict, params: model_lib.Params,
-             key: jax.Array) -> TrainedModel:
-  """Trains every parameter with the few-shot loss on a fresh sphere task per prompt."""
+def pretrain_trainer(config: ml_collections.ConfigDict) -> train_lib.Trainer:
+  """Builds pretraining: every parameter, the few-shot loss, a fresh sphere task per prompt."""
   phase = config.pretrain
 
   def sample_batch(batch_key, step):
@@ -78,9 +77,15 @@ def pretrain(config: ml_collections.ConfigDict, params: model_lib.Params,
     return data_lib.sample_prompts(key_prompts, theta_Bxd, phase.n_shots,
                                    x_std=config.x_std, noise_std=config.noise_std)
 
-  trainer = train_lib.Trainer(loss_fn=losses.make_loss_fn('fs'), sample_batch=sample_batch,
-                              optimizer=make_optimizer(config, phase.learning_rate, None))
-  return _train(config, trainer, params, key, phase.num_steps, PRETRAINED)
+  return train_lib.Trainer(loss_fn=losses.make_loss_fn('fs'), sample_batch=sample_batch,
+                           optimizer=make_optimizer(config, phase.learning_rate, None))
+
+
+def pretrain(config: ml_collections.ConfigDict, params: model_lib.Params,
+             key: jax.Array) -> TrainedModel:
+  """Trains every parameter with the few-shot loss on a fresh sphere task per prompt."""
+  return _train(config, pretrain_trainer(config), params, key, config.pretrain.num_steps,
+                PRETRAINED)
 
 
 def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
@@ -100,16 +105,23 @@ def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
   return sample_batch
 
 
+def finetune_trainer(config: ml_collections.ConfigDict, loss: str, trainable: str,
+                     sample_batch) -> train_lib.Trainer:
+  """Builds fine-tuning under one regime; `sample_batch` comes from `finetune_sampler`."""
+  phase = config.finetune
+  weight = 'linear_decay' if phase.fs_weight_schedule == 'linear_decay' else phase.fs_weight
+  leaf_names = regimes.TRAINABLE[config.parameterization]['all']
+  mask = regimes.trainable_mask(dict.fromkeys(leaf_names), trainable)
+  return train_lib.Trainer(
+      loss_fn=losses.make_loss_fn(loss, phase.num_steps, weight), sample_batch=sample_batch,
+      optimizer=make_optimizer(config, phase.learning_rate, mask), mask=mask)
+
+
 def finetune(config: ml_collections.ConfigDict, params: model_lib.Params, sample_batch,
              loss: str, trainable: str, key: jax.Array, name: str) -> TrainedModel:
   """Fine-tunes `params` under one regime with a fresh optimizer state."""
-  phase = config.finetune
-  weight = 'linear_decay' if phase.fs_weight_schedule == 'linear_decay' else phase.fs_weight
-  mask = regimes.trainable_mask(params, trainable)
-  trainer = train_lib.Trainer(
-      loss_fn=losses.make_loss_fn(loss, phase.num_steps, weight), sample_batch=sample_batch,
-      optimizer=make_optimizer(config, phase.learning_rate, mask), mask=mask)
-  return _train(config, trainer, params, key, phase.num_steps, name)
+  trainer = finetune_trainer(config, loss, trainable, sample_batch)
+  return _train(config, trainer, params, key, config.finetune.num_steps, name)
 
 
 def _train(config, trainer, params, key, num_steps, name) -> TrainedModel:
@@ -174,7 +186,7 @@ def closed_form_models(config, model_names, theta0) -> dict[str, model_lib.Param
   `pretrained` gets `c* I`, `zs_v` the value row `a* theta0`, and `zsfs_v` that row with
   `W_V[-1, -1] = w*(n_ft)`; all use the pretrained scale `q = c*` with `W_V[-1, -1] = 1`.
   The other regimes have no closed form here (full zero-shot fine-tuning has a whole family
-  of minimizers), so population training stands in for them.
+  of minimizers), so their theory curves come from population training.
   """
   c_star = theory.pretrained_scale(config.d, config.pretrain.n_shots,
                                    noise_std=config.noise_std, x_std=config.x_std)

@@ -1,7 +1,6 @@
 """The scan driver: seeds under vmap, segmenting, divergence, and learning the optimum."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

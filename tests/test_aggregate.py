@@ -1,0 +1,231 @@
+"""Aggregation of sweep results, on a synthetic sweep written by hand (no training)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lafit import aggregate
+from lafit import io
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OK, DIVERGED = aggregate.STATUS['ok'], aggregate.STATUS['diverged']
+
+# Student t quantiles t_{0.975, df}, from a printed table.
+T_975 = {1: 12.706204736174705, 2: 4.302652729749464, 3: 3.182446305284263,
+         4: 2.7764451051977987, 5: 2.5705818356363146}
+
+NOISE_STDS = [0.1, 0.5]
+SEEDS = [10, 11, 12, 13, 14, 15]
+MODELS = ['pretrained', 'zs_v']
+TASKS = ['theta0', 'sphere']
+N_MAX = 3
+
+
+def write_synthetic_sweep(workdir, rng, *, skip_chunk=None):
+  """Writes a sweep over noise_std with 2 chunks of 3 seeds per grid point.
+
+  Grid point 1 has no `zs_v` model. Seed 12 of `zs_v` at grid point 0 diverged at step 7.
+  Returns the test errors as written, shape (grid, seed, model, task, n), NaN where absent.
+  """
+  values = rng.uniform(0.5, 2.0, (2, len(SEEDS), 2, len(TASKS), N_MAX + 1))
+  values[1, :, 1] = np.nan
+  points = []
+  for g, noise_std in enumerate(NOISE_STDS):
+    models = MODELS if g == 0 else MODELS[:1]
+    chunks = []
+    for block in (SEEDS[:3], SEEDS[3:]):
+      name = f'g{g:04d}_s{block[0]:04d}-{block[-1]:04d}'
+      chunks.append(name)
+      rows = [SEEDS.index(s) for s in block]
+      test_error = values[g][rows][:, :len(models)].transpose(1, 0, 2, 3).copy()
+      status = np.full((len(models), 3), OK, np.int8)
+      nonfinite = np.full((len(models), 3), -1, np.int32)
+      if g == 0 and 12 in block:
+        status[1, block.index(12)] = DIVERGED
+        nonfinite[1, block.index(12)] = 7
+        test_error[1, block.index(12)] = np.nan
+      meta = {'chunk': name, 'models': models, 'tasks': TASKS, 'seeds': block}
+      if name != skip_chunk:
+        io.write_npz(os.path.join(workdir, 'chunks', f'{name}.npz'), {
+            'test_error': test_error, 'status': status, 'nonfinite_step': nonfinite,
+            'meta': np.asarray(json.dumps(meta))})
+    points.append({'index': g, 'axis_indices': [g], 'values': {'noise_std': noise_std},
+                   'models': models, 'chunks': chunks})
+  io.write_json(os.path.join(workdir, 'sweep.json'), {
+      'config': {}, 'axes': [{'field': 'noise_std', 'values': NOISE_STDS}], 'seeds': SEEDS,
+      'models': MODELS, 'tasks': TASKS, 'n_max': N_MAX, 'points': points})
+  values[0, SEEDS.index(12), 1] = np.nan
+  return values
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+  values = write_synthetic_sweep(str(tmp_path), np.random.default_rng(0))
+  return str(tmp_path), values
+
+
+def test_load_shapes_and_statuses(synthetic):
+  workdir, values = synthetic
+  record = aggregate.load(workdir)
+  assert record.dims == ('noise_std', 'seed', 'model', 'task', 'n')
+  assert record.coords['noise_std'] == NOISE_STDS
+  assert record.coords['seed'] == SEEDS
+  assert record.coords['model'] == MODELS
+  assert record.coords['n'] == [0, 1, 2, 3]
+  np.testing.assert_array_equal(record.values, values)
+  assert record.status.shape == (2, 6, 2)
+  assert record.status[0, 2, 1] == DIVERGED
+  assert record.nonfinite_step[0, 2, 1] == 7
+  assert np.all(record.status[1, :, 1] == aggregate.STATUS['absent'])
+  assert np.sum(record.status == OK) == 2 * 6 + 5
+
+
+def test_unfinished_chunk_marked_missing(tmp_path):
+  write_synthetic_sweep(str(tmp_path), np.random.default_rng(1),
+                        skip_chunk='g0000_s0013-0015')
+  record = aggregate.load(str(tmp_path))
+  assert np.all(record.status[0, 3:] == aggregate.STATUS['missing'])
+  assert np.all(np.isnan(record.values[0, 3:]))
+  summary = record.mean_over_seeds()
+  assert summary.num_used[0, 0, 0, 0] == 3  # pretrained, seeds 10-12.
+  assert summary.num_used[0, 1, 0, 0] == 2  # zs_v, seeds 10 and 11; 12 diverged.
+
+
+def test_mean_and_interval_match_numpy(synthetic):
+  workdir, values = synthetic
+  summary = aggregate.load(workdir).mean_over_seeds(confidence=0.95)
+  assert summary.dims == ('noise_std', 'model', 'task', 'n')
+  assert summary.num_seeds == 6
+
+  # pretrained at noise_std 0.1: all 6 seeds.
+  seeds = values[0, :, 0]
+  expected_half = T_975[5] * seeds.std(axis=0, ddof=1) / np.sqrt(6)
+  np.testing.assert_allclose(summary.mean[0, 0], seeds.mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(summary.half_width[0, 0], expected_half, rtol=1e-9)
+  np.testing.assert_allclose(summary.lower[0, 0], seeds.mean(axis=0) - expected_half,
+                             rtol=1e-9)
+  assert np.all(summary.num_used[0, 0] == 6)
+
+  # zs_v at noise_std 0.1: seed 12 diverged, so 5 seeds.
+  kept = np.delete(values[0, :, 1], SEEDS.index(12), axis=0)
+  expected_half = T_975[4] * kept.std(axis=0, ddof=1) / np.sqrt(5)
+  np.testing.assert_allclose(summary.mean[0, 1], kept.mean(axis=0), rtol=1e-12)
+  np.testing.assert_allclose(summary.half_width[0, 1], expected_half, rtol=1e-9)
+  assert np.all(summary.num_used[0, 1] == 5)
+
+  # zs_v does not exist at noise_std 0.5.
+  assert np.all(summary.num_used[1, 1] == 0)
+  assert np.all(np.isnan(summary.mean[1, 1]))
+
+
+def test_interval_needs_two_seeds(synthetic):
+  workdir, values = synthetic
+  record = aggregate.load(workdir).select(seed=[10, 12])
+  summary = record.mean_over_seeds()
+  # zs_v at noise_std 0.1 keeps only seed 10: a mean but no interval.
+  np.testing.assert_allclose(summary.mean[0, 1], values[0, 0, 1])
+  assert np.all(np.isnan(summary.half_width[0, 1]))
+  np.testing.assert_allclose(
+      summary.half_width[0, 0],
+      T_975[1] * values[0, [0, 2], 0].std(axis=0, ddof=1) / np.sqrt(2), rtol=1e-9)
+
+
+def test_select_by_value(synthetic):
+  workdir, values = synthetic
+  record = aggregate.load(workdir)
+
+  single = record.select(noise_std=0.5, model='pretrained', task='sphere')
+  assert single.dims == ('seed', 'n')
+  np.testing.assert_array_equal(single.values, values[1, :, 0, 1])
+  assert single.status.shape == (6,)
+
+  kept = record.select({'seed': [13, 10]}, n=[0, 3])
+  assert kept.dims == record.dims
+  assert kept.coords['seed'] == [13, 10]
+  assert kept.coords['n'] == [0, 3]
+  np.testing.assert_array_equal(kept.values, values[:, [3, 0]][..., [0, 3]])
+  np.testing.assert_array_equal(kept.status, record.status[:, [3, 0]])
+
+  close = record.select(noise_std=0.1 + 1e-12)
+  assert 'noise_std' not in close.dims
+
+
+@pytest.mark.parametrize('selection,message', [
+    ({'noise_std': 0.3}, 'noise_std=0.3 is not a coordinate; valid values are 0.1, 0.5'),
+    ({'model': 'zs_kq'}, "model='zs_kq' is not a coordinate"),
+    ({'width': 1}, "'width' is not a dimension; valid dimensions are noise_std, seed"),
+])
+def test_select_rejects_unknown(synthetic, selection, message):
+  record = aggregate.load(synthetic[0])
+  with pytest.raises(ValueError, match=message):
+    record.select(selection)
+
+
+def test_select_ambiguous_short_name():
+  coords = {'pretrain.n_shots': [5], 'finetune.n_shots': [5], 'seed': [0], 'model': ['m'],
+            'task': ['t'], 'n': [0]}
+  record = aggregate.SweepRecord(
+      dims=tuple(coords), coords=coords, values=np.zeros((1,) * 6),
+      status=np.zeros((1,) * 4, np.int8), nonfinite_step=np.zeros((1,) * 4, np.int32))
+  with pytest.raises(ValueError, match='matches the dimensions pretrain.n_shots, '
+                     'finetune.n_shots'):
+    record.select(n_shots=5)
+  assert record.select({'finetune.n_shots': 5}).dims[0] == 'pretrain.n_shots'
+
+
+def test_excluded_seeds_listed(synthetic):
+  record = aggregate.load(synthetic[0])
+  assert record.excluded_seeds() == [
+      {'noise_std': 0.1, 'seed': 12, 'model': 'zs_v', 'status': 'diverged', 'step': 7}]
+
+
+def test_summary_table(synthetic):
+  workdir, values = synthetic
+  table = aggregate.summary_table(aggregate.load(workdir), n_values=[0, 3])
+  lines = table.splitlines()
+  assert lines[2] == ('| noise_std | model | seeds | theta0 n=0 | theta0 n=3 | sphere n=0 '
+                      '| sphere n=3 |')
+  means_table = lines[:lines.index('Seeds excluded from the means: 1.')]
+  rows = [line for line in means_table if line.startswith('| 0.')]
+  assert len(rows) == 3  # zs_v is absent at noise_std 0.5.
+  assert rows[1].startswith('| 0.1 | zs_v | 5/6 |')
+  mean = np.delete(values[0, :, 1, 0, 0], 2).mean()
+  assert f'{mean:.4g} ± ' in rows[1]
+  assert 'Seeds excluded from the means: 1.' in table
+  assert '| 0.1 | zs_v | 12 | diverged | 7 |' in table
+
+
+def test_summary_table_rejects_bad_n(synthetic):
+  with pytest.raises(ValueError, match='n=9 is invalid: expected an integer in 0..3'):
+    aggregate.summary_table(aggregate.load(synthetic[0]), n_values=[9])
+
+
+def test_figures_written(synthetic):
+  workdir, _ = synthetic
+  paths = aggregate.write_axis_figures(os.path.join(workdir, 'figures'),
+                                       aggregate.load(workdir), 'noise_std')
+  assert [os.path.relpath(p, workdir) for p in paths] == [
+      'figures/noise_std/pretrained.png', 'figures/noise_std/zs_v.png']
+  for path in paths:
+    with open(path, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_plot_rejects_non_grid_axis(synthetic):
+  with pytest.raises(ValueError, match="axis='seed' is not a grid axis"):
+    aggregate.plot_by_axis(aggregate.load(synthetic[0]), 'seed', 'pretrained')
+
+
+def test_command_line_writes_summary(synthetic):
+  workdir, _ = synthetic
+  done = subprocess.run(
+      [sys.executable, '-m', 'lafit.aggregate', f'--workdir={workdir}', '--n=1,2',
+       '--noplots'], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr
+  assert 'theta0 n=1 | theta0 n=2' in done.stdout
+  assert os.path.exists(os.path.join(workdir, 'summary.md'))
+  assert not os.path.exists(os.path.join(workdir, 'figures'))
