@@ -96,7 +96,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not config.eval.tasks:
     _fail('eval.tasks', config.eval.tasks, f'expected at least one of {", ".join(EVAL_TASKS)}')
   _check_choice(config, 'eval.method', EVAL_METHODS)
-  if config.eval.method in ('exact', 'both') and (config.num_layers, config.num_heads) != (1, 1):
+  if config.eval.method == 'exact' and (config.num_layers, config.num_heads) != (1, 1):
     _fail('eval.method', config.eval.method,
           'the exact risk needs num_layers=1 and num_heads=1; use monte_carlo or auto')
   _check_int(config, 'eval.num_prompts', 1)

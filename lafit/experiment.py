@@ -274,10 +274,17 @@ def theory_summary(results: dict) -> str:
 
 
 def eval_method(config: ml_collections.ConfigDict) -> str:
-  """Resolves `auto` to `exact` for one-layer one-head models and `monte_carlo` otherwise."""
-  if config.eval.method != 'auto':
-    return config.eval.method
-  return 'exact' if (config.num_layers, config.num_heads) == (1, 1) else 'monte_carlo'
+  """Resolves the evaluation method for the model of `config`.
+
+  `auto` becomes `exact` for one-layer one-head models and `monte_carlo` otherwise, and
+  `both` becomes `monte_carlo` where no closed form applies.
+  """
+  one_layer_one_head = (config.num_layers, config.num_heads) == (1, 1)
+  if config.eval.method == 'auto':
+    return 'exact' if one_layer_one_head else 'monte_carlo'
+  if config.eval.method == 'both' and not one_layer_one_head:
+    return 'monte_carlo'
+  return config.eval.method
 
 
 def eval_task_theta(task: str, theta0: jax.Array) -> jax.Array | None:

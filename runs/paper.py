@@ -69,7 +69,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.n_max = 40
   config.eval.tasks = ('theta0', 'neg_theta0', 'sphere')
-  config.eval.method = 'auto'  # auto: exact for one layer and one head, else monte_carlo.
+  # both: the exact risk (reported as test_error) and a Monte Carlo estimate beside it;
+  # auto: exact for one layer and one head, else Monte Carlo; or exact, monte_carlo.
+  config.eval.method = 'both'
   config.eval.num_prompts = 50_000  # Monte Carlo prompts per test seed.
   config.eval.num_seeds = 5  # Monte Carlo test seeds.
   config.eval.chunk_size = 10_000

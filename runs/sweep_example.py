@@ -33,6 +33,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.base.finetune.batch_size = 1000
   config.base.finetune.num_steps = 200
   config.base.eval.theory = False  # Sweeps compute no theory curves.
+  config.base.eval.method = 'auto'  # One test error per model: exact for one layer.
   config.base.log_every = 100
   config.base.plots = True
 
