@@ -61,3 +61,21 @@ def test_chunking_does_not_bias_count():
     errors.append(evaluate.squared_errors_all_shots(params, prompts))
   expected = np.concatenate(errors)[:10].mean(axis=0)
   np.testing.assert_allclose(chunked.mean, expected, rtol=1e-5)
+
+
+def test_monte_carlo_vmaps_over_seeds():
+  d = 3
+  keys = jax.random.split(jax.random.PRNGKey(9), 3)
+  params = jax.vmap(lambda k: model_lib.init_params(k, d, init_std=0.3))(keys)
+  theta0 = data_lib.sample_sphere(jax.random.PRNGKey(10), (), d)
+  sampler = data_lib.task_sampler('sphere', theta0)
+
+  def curve(p, key):
+    return evaluate.monte_carlo_test_error(p, key, sampler, n_max=4, num_prompts=300,
+                                           x_std=1.0, noise_std=0.2, chunk_size=100).mean
+
+  batched = jax.jit(jax.vmap(curve))(params, keys)
+  assert batched.shape == (3, 5)
+  for s in range(3):
+    single = curve(jax.tree_util.tree_map(lambda a: a[s], params), keys[s])
+    np.testing.assert_allclose(batched[s], single, rtol=1e-5)
