@@ -10,6 +10,7 @@ from lafit import regimes
 EVAL_TASKS = ('theta0', 'neg_theta0', 'sphere')
 EVAL_METHODS = ('auto', 'exact', 'monte_carlo', 'both')
 FS_WEIGHT_SCHEDULES = ('linear_decay', 'constant')
+PRETRAIN_SAMPLERS = ('tokens', 'gram')
 
 
 def _fail(field: str, value, valid: str) -> None:
@@ -70,6 +71,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_int(config, f'{phase}.batch_size', 1)
     _check_int(config, f'{phase}.num_steps', 1)
     _check_float(config, f'{phase}.learning_rate', minimum=0.0, strict=True)
+
+  _check_choice(config, 'pretrain.sampler', PRETRAIN_SAMPLERS)
+  if config.pretrain.sampler == 'gram' and config.num_layers != 1:
+    _fail('pretrain.sampler', config.pretrain.sampler,
+          f'the gram sampler needs num_layers=1, got {config.num_layers}; use tokens')
 
   _check_int(config, 'finetune.dataset_size', 0)
   valid_trainable = tuple(regimes.TRAINABLE[config.parameterization])

@@ -33,6 +33,7 @@ from lafit import losses
 from lafit import model as model_lib
 from lafit import population
 from lafit import regimes
+from lafit import sufficient
 from lafit import theory
 from lafit import train as train_lib
 
@@ -67,15 +68,22 @@ def make_optimizer(config: ml_collections.ConfigDict, learning_rate: float,
 
 
 def pretrain_trainer(config: ml_collections.ConfigDict) -> train_lib.Trainer:
-  """Builds pretraining: every parameter, the few-shot loss, a fresh sphere task per prompt."""
+  """Builds pretraining: every parameter, the few-shot loss, a fresh sphere task per prompt.
+
+  `config.pretrain.sampler` picks the batches: `tokens` samples every token, and `gram`
+  samples each prompt's context Gram matrix directly (one-layer models only). Both give
+  the same distribution of losses and gradients, but not the same values for a seed.
+  """
   phase = config.pretrain
+  sample_prompts = (sufficient.sample_gram_prompts if phase.sampler == 'gram'
+                    else data_lib.sample_prompts)
 
   def sample_batch(batch_key, step):
     del step
     key_tasks, key_prompts = jax.random.split(batch_key)
     theta_Bxd = data_lib.sample_sphere(key_tasks, (phase.batch_size,), config.d)
-    return data_lib.sample_prompts(key_prompts, theta_Bxd, phase.n_shots,
-                                   x_std=config.x_std, noise_std=config.noise_std)
+    return sample_prompts(key_prompts, theta_Bxd, phase.n_shots, x_std=config.x_std,
+                          noise_std=config.noise_std)
 
   return train_lib.Trainer(loss_fn=losses.make_loss_fn('fs'), sample_batch=sample_batch,
                            optimizer=make_optimizer(config, phase.learning_rate, None))

@@ -13,21 +13,52 @@ import optax
 
 from lafit import data as data_lib
 from lafit import model as model_lib
+from lafit import sufficient
 
 Array = jax.Array
 LOSS_KINDS = ('fs', 'zs', 'zsfs')
 
 
-def few_shot_loss(params: model_lib.Params, prompts: data_lib.Prompts) -> Array:
-  """Mean squared error of the query prediction on whole prompts."""
-  yhat_B = model_lib.predict(params, prompts.z_BxNxD)
+def few_shot_loss(params: model_lib.Params,
+                  prompts: data_lib.Prompts | sufficient.GramPrompts) -> Array:
+  """Mean squared error of the query prediction on whole prompts.
+
+  `GramPrompts` work for one-layer models only (see `sufficient.predict_from_gram`).
+  """
+  if isinstance(prompts, sufficient.GramPrompts):
+    yhat_B = sufficient.predict_from_gram(params, prompts)
+  else:
+    yhat_B = model_lib.predict(params, prompts.z_BxNxD)
   return jnp.mean(jnp.square(yhat_B - prompts.y_B))
 
 
-def zero_shot_loss(params: model_lib.Params, prompts: data_lib.Prompts) -> Array:
+def zero_shot_loss(params: model_lib.Params,
+                   prompts: data_lib.Prompts | sufficient.GramPrompts) -> Array:
   """Mean squared error of the prediction from the query token alone."""
+  if isinstance(prompts, sufficient.GramPrompts):
+    return few_shot_loss(params, sufficient.query_only(prompts))
   query_prompts = data_lib.Prompts(prompts.z_BxNxD[:, -1:, :], prompts.y_B)
   return few_shot_loss(params, query_prompts)
+
+
+def zero_and_few_shot_losses(params: model_lib.Params,
+                             prompts: data_lib.Prompts | sufficient.GramPrompts
+                             ) -> tuple[Array, Array]:
+  """Returns `(L_ZS, L_FS)` on the same prompts.
+
+  For a one-layer model on tokens, the zero-shot prediction is the query's own term of the
+  few-shot sum (with `N = 1`), so both come from one pass over the tokens.
+  """
+  one_layer = params['W_V'].shape[0] == 1
+  if isinstance(prompts, sufficient.GramPrompts) or not one_layer:
+    return zero_shot_loss(params, prompts), few_shot_loss(params, prompts)
+  z_BxNxD = prompts.z_BxNxD
+  terms_BxN = model_lib.one_layer_token_terms(params, z_BxNxD)
+  query_label_B = z_BxNxD[:, -1, -1]
+  yhat_zero_shot_B = query_label_B + terms_BxN[:, -1]
+  yhat_few_shot_B = query_label_B + jnp.sum(terms_BxN, axis=1) / z_BxNxD.shape[1]
+  return (jnp.mean(jnp.square(yhat_zero_shot_B - prompts.y_B)),
+          jnp.mean(jnp.square(yhat_few_shot_B - prompts.y_B)))
 
 
 def linear_decay(num_steps: int) -> optax.Schedule:
@@ -76,7 +107,7 @@ def make_loss_fn(kind: str, num_steps: int = 1, fs_weight='linear_decay'
   schedule = few_shot_weight_schedule(fs_weight, num_steps)
 
   def mixed_loss(params, prompts, step):
-    weight = schedule(step)
-    return zero_shot_loss(params, prompts) + weight * few_shot_loss(params, prompts)
+    zero_shot, few_shot = zero_and_few_shot_losses(params, prompts)
+    return zero_shot + schedule(step) * few_shot
 
   return mixed_loss

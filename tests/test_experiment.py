@@ -136,6 +136,7 @@ def test_finished_run_reevaluated(tmp_path, caplog):
     ('optimizer', 'rmsprop', 'valid values are sgd, adam'),
     ('parameterization', 'tied', 'valid values are merged, separate'),
     ('eval.tasks', ('theta0', 'cube'), 'config.eval.tasks'),
+    ('pretrain.sampler', 'dice', 'valid values are tokens, gram'),
 ])
 def test_bad_config_rejected_before_work(tmp_path, field, value, message):
   config = tiny_config()
@@ -155,6 +156,27 @@ def test_divergence_marked_not_reported(tmp_path):
                                                  'sphere': None}
   assert results['models'] == ['pretrained']
   assert 'diverged' in (tmp_path / 'results.md').read_text()
+
+
+def test_gram_sampler_pretrains(tmp_path):
+  regimes = {'finetune.losses': ('zs',), 'finetune.trainable': ('v',)}
+  tokens = tiny_config(**regimes, **{'pretrain.num_steps': 150})
+  gram = tiny_config(**regimes, **{'pretrain.num_steps': 150, 'pretrain.sampler': 'gram'})
+  experiment.run(tokens, str(tmp_path / 'tokens'))
+  experiment.run(gram, str(tmp_path / 'gram'))
+  at_n_pt = [read_results(tmp_path / name)['test_error']['pretrained']['sphere'][6]
+             for name in ('tokens', 'gram')]
+  # Same distribution of batches, different draws: both end near the optimum.
+  optimum = theory.pretrained_optimum_risk(6, 3, 6, noise_std=tokens.noise_std)
+  assert at_n_pt[0] < 1.1 * optimum
+  assert at_n_pt[1] < 1.1 * optimum
+  assert at_n_pt[0] != at_n_pt[1]
+
+
+def test_gram_sampler_needs_one_layer(tmp_path):
+  config = tiny_config(**{'pretrain.sampler': 'gram', 'num_layers': 2})
+  with pytest.raises(ValueError, match='gram sampler needs num_layers=1, got 2'):
+    experiment.run(config, str(tmp_path))
 
 
 def test_separate_two_layer_monte_carlo(tmp_path):

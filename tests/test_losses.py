@@ -64,3 +64,13 @@ def test_bad_loss_inputs_rejected():
     losses.make_loss_fn('zsfs', 10, fs_weight=-1.0)
   with pytest.raises(ValueError, match='linear_decay'):
     losses.make_loss_fn('zsfs', 10, fs_weight='cosine')
+
+
+@pytest.mark.parametrize('num_layers,num_heads', [(1, 1), (1, 2), (2, 1)])
+def test_shared_pass_matches_separate_losses(num_layers, num_heads):
+  params = model_lib.init_params(jax.random.PRNGKey(3), 2, num_layers=num_layers,
+                                 num_heads=num_heads, init_std=0.4)
+  _, prompts = setup(3)
+  zero_shot, few_shot = losses.zero_and_few_shot_losses(params, prompts)
+  np.testing.assert_allclose(zero_shot, losses.zero_shot_loss(params, prompts), rtol=1e-5)
+  np.testing.assert_allclose(few_shot, losses.few_shot_loss(params, prompts), rtol=1e-5)

@@ -1,0 +1,366 @@
+"""Prompts reduced to the context Gram matrix, and a sampler of its exact distribution.
+
+A one-layer model reads the context only through `G = sum_{j <= n} z_j z_j^T`:
+
+    yhat = z_q[-1] + (1/(n+1)) (1/H) sum_h z_q^T W_KQ_h (G + z_q z_q^T) W_V_h[-1, :],
+
+so a batch of `(z_q, G, y_q, n)` trains and evaluates it exactly like the tokens do.
+`sample_gram_prompts` draws `G` directly, with a number of random draws that does not grow
+with `n`:
+
+- A context token is `z = C (1, w)` with `w ~ N(0, I_p)` and `p = d + 1`. The lower
+  triangular `C` keeps the constant 1, scales `w` by `(x_std, noise_std)` to `(x, eps)`
+  and turns `eps` into the label `y = theta.x + eps`. Hence `G = C M C^T` with
+  `M = sum_j (1, w_j)(1, w_j)^T`.
+- Rotating the `n` rows `w_j` by an orthogonal matrix whose first row is
+  `(1, ..., 1) / sqrt(n)` leaves `g = sum_j w_j / sqrt(n) ~ N(0, I_p)` and `n - 1` fresh i.i.d. rows. Their
+  Gram matrix is Wishart with `n - 1` degrees of freedom, and its Bartlett factor `L`
+  is lower triangular with `L_ii = sqrt(chi2(n - 1 - i))` (0-based `i`) and standard
+  normals below the diagonal. When `n - 1 < p`, the columns `i >= n - 1` are zero.
+- Then `M = R R^T` with `R = [[sqrt(n), 0], [g, L]]`, and `G = F F^T` with `F = C R`.
+
+Per prompt this costs `2p + p(p-1)/2` normals and `p` chi-square variates, against
+`(n + 1) p` normals for the tokens. `jax.random.chisquare` is exact but slow on CPU
+because it runs a rejection loop per element, so `sample_chisquare` runs the same
+Marsaglia-Tsang method vectorized over the whole batch.
+
+Array names carry their shapes as in `lafit.data`: `B` prompts, `D = d + 2` token
+entries, `p = d + 1` random entries of a token.
+"""
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lafit import data as data_lib
+from lafit import model as model_lib
+
+Array = jax.Array
+
+# Marsaglia-Tsang rejects about 4.8% of candidates at shape 1 and fewer at larger shapes
+# (a Monte Carlo estimate over 4e6 candidates). The retry buffer has room for this fraction
+# of the variates plus a margin, so the first retry pass almost always takes every rejected
+# variate.
+_RETRY_FRACTION = 0.06
+_RETRY_MARGIN = 64
+
+
+class GramPrompts(NamedTuple):
+  """A batch of prompts with the context reduced to its Gram matrix.
+
+  Attributes:
+    z_q_BxD: query tokens `(1, x_q, 0)`.
+    gram_BxDxD: context Gram matrices `sum_j z_j z_j^T` over the `n` context tokens.
+    y_B: query labels `theta.x_q + eps_q`.
+    num_context: the number of context tokens `n` of each prompt, integer, shape `(B,)`.
+  """
+
+  z_q_BxD: Array
+  gram_BxDxD: Array
+  y_B: Array
+  num_context: Array
+
+
+def _is_concrete(value) -> bool:
+  return not isinstance(value, jax.core.Tracer)
+
+
+def _check_std(name: str, value) -> None:
+  if jnp.ndim(value) != 0:
+    raise ValueError(f'{name} must be a scalar, got shape {jnp.shape(value)}.')
+  if _is_concrete(value):
+    number = float(np.asarray(value))
+    if not (math.isfinite(number) and number >= 0.0):
+      raise ValueError(f'{name} must be finite and >= 0, got {number}.')
+
+
+def _check_counts(name: str, value: Array) -> None:
+  """Rejects non-integer dtypes and, when `value` is concrete, negative entries."""
+  if not jnp.issubdtype(value.dtype, jnp.integer):
+    raise ValueError(f'{name} must be an integer or an integer array, got dtype {value.dtype}.')
+  if _is_concrete(value) and value.size and int(np.min(np.asarray(value))) < 0:
+    raise ValueError(f'{name} must be >= 0, got minimum {int(np.min(np.asarray(value)))}.')
+
+
+def _marsaglia_tsang(x: Array, u: Array, shape_minus_third: Array) -> tuple[Array, Array]:
+  """Returns the Gamma candidate `c v` and whether it is accepted, for shapes >= 1.
+
+  `x` is standard normal and `u` is uniform on [0, 1). `shape_minus_third` is `a - 1/3`.
+  """
+  c = shape_minus_third
+  root_v = 1.0 + x / jnp.sqrt(9.0 * c)
+  v = root_v * root_v * root_v
+  positive = v > 0
+  log_v = jnp.log(jnp.where(positive, v, 1.0))
+  accepted = positive & (jnp.log(u) < 0.5 * x * x + c - c * v + c * log_v)
+  return c * v, accepted
+
+
+def _retry_rejected(key: Array, chi2_M: Array, pending_M: Array, shape_minus_third_M: Array,
+                    buffer_size: int) -> Array:
+  """Redraws the pending entries of `chi2_M` until every one is accepted.
+
+  Each pass gathers up to `buffer_size` pending entries, gives each a fresh candidate and
+  scatters back the accepted ones, so the result is exact. Only a few percent of entries
+  are pending, so a buffer much smaller than `chi2_M` keeps each pass cheap.
+  """
+  size = chi2_M.shape[0]
+  dtype = chi2_M.dtype
+
+  def try_pending(state):
+    key, chi2_M, pending_M = state
+    key, key_x, key_u = jax.random.split(key, 3)
+    (index_P,) = jnp.nonzero(pending_M, size=buffer_size, fill_value=size)
+    shape_minus_third_P = shape_minus_third_M.at[index_P].get(mode='fill', fill_value=1.0)
+    x_P = jax.random.normal(key_x, (buffer_size,), dtype)
+    u_P = jax.random.uniform(key_u, (buffer_size,), dtype)
+    gamma_P, accepted_P = _marsaglia_tsang(x_P, u_P, shape_minus_third_P)
+    # Rejected and padding slots point past the end, so the scatter drops them.
+    index_P = jnp.where(accepted_P, index_P, size)
+    chi2_M = chi2_M.at[index_P].set(2.0 * gamma_P, mode='drop')
+    pending_M = pending_M.at[index_P].set(False, mode='drop')
+    return key, chi2_M, pending_M
+
+  _, chi2_M, _ = jax.lax.while_loop(lambda state: jnp.any(state[2]), try_pending,
+                                    (key, chi2_M, pending_M))
+  return chi2_M
+
+
+def sample_chisquare(key: Array, df, dtype=jnp.float32) -> Array:
+  """Samples chi-square variates with integer degrees of freedom `df >= 0`, shape of `df`.
+
+  `df >= 2` uses Marsaglia-Tsang for Gamma(df / 2) with every rejection redrawn, `df = 1`
+  is the square of a normal, and `df = 0` gives 0, so every variate is exact. The method
+  is vectorized over all entries. Under `jit` on a 2-core x86-64 CPU (jax 0.10.2, 30,000
+  variates per call) it draws about 45 million variates per second and
+  `jax.random.chisquare` about 6 million, because the latter splits a key and runs a
+  rejection loop for each entry.
+
+  Raises:
+    ValueError: if `df` is not an integer array or, when concrete, has a negative entry.
+      A traced `df` cannot be checked, and a negative traced entry gives 0.
+  """
+  df = jnp.asarray(df)
+  _check_counts('df', df)
+  if df.size == 0:
+    return jnp.zeros(df.shape, dtype)
+  return _sample_chisquare_flat(key, df.reshape(-1), dtype).reshape(df.shape)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sample_chisquare_flat(key: Array, df_M: Array, dtype, retry_buffer_size: int | None = None
+                           ) -> Array:
+  """Samples chi-square variates for a vector `df_M`, as `sample_chisquare` does.
+
+  Tests set a small `retry_buffer_size` to exercise the retry loop.
+  """
+  size = df_M.shape[0]
+  if retry_buffer_size is None:
+    retry_buffer_size = min(size, int(_RETRY_FRACTION * size) + _RETRY_MARGIN)
+  # Entries with df < 2 run the method at the dummy shape 1 and discard its output, so
+  # their candidate normal is unused and serves as the normal that df = 1 squares.
+  shape_minus_third_M = jnp.maximum(df_M.astype(dtype) / 2.0, 1.0) - 1.0 / 3.0
+  key_x, key_u, key_retry = jax.random.split(key, 3)
+  x_M = jax.random.normal(key_x, (size,), dtype)
+  u_M = jax.random.uniform(key_u, (size,), dtype)
+  gamma_M, accepted_M = _marsaglia_tsang(x_M, u_M, shape_minus_third_M)
+
+  chi2_M = jnp.where(df_M >= 2, 2.0 * gamma_M, jnp.where(df_M == 1, x_M * x_M, 0.0))
+  pending_M = (df_M >= 2) & ~accepted_M
+  return _retry_rejected(key_retry, chi2_M, pending_M, shape_minus_third_M, retry_buffer_size)
+
+
+def _shots_per_prompt(n, batch_size: int) -> Array:
+  n = jnp.asarray(n)
+  if n.ndim not in (0, 1) or (n.ndim == 1 and n.shape[0] != batch_size):
+    raise ValueError(f'n must be a scalar or have shape ({batch_size},), one count per '
+                     f'prompt, got shape {n.shape}.')
+  _check_counts('n', n)
+  return jnp.broadcast_to(n.astype(jnp.int32), (batch_size,))
+
+
+def _outer_product_sum(f_BxDxD: Array) -> Array:
+  """Returns `F F^T` for each prompt.
+
+  The sum over columns is unrolled into elementwise products because XLA's batched
+  product of many tiny matrices is more than 10 times slower (measured for 5000 matrices
+  of size 7 x 7 on a 2-core x86-64 CPU, jax 0.10.2).
+  """
+  gram_BxDxD = jnp.zeros(f_BxDxD.shape, f_BxDxD.dtype)
+  for k in range(f_BxDxD.shape[2]):
+    column_BxD = f_BxDxD[:, :, k]
+    gram_BxDxD = gram_BxDxD + column_BxD[:, :, None] * column_BxD[:, None, :]
+  return gram_BxDxD
+
+
+def _bartlett_factor(g_Bxp: Array, below_BxK: Array, n_B: Array, key: Array) -> Array:
+  """Builds `R` with `R R^T` distributed as `sum_{j <= n} (1, w_j)(1, w_j)^T`.
+
+  `g_Bxp` and `below_BxK` are standard normals, the latter one per entry below the
+  diagonal of a `p x p` matrix in the row-major order of `np.tril_indices(p, -1)`. The
+  result has shape `(B, p + 1, p + 1)` and is lower triangular.
+  """
+  batch_size, p = g_Bxp.shape
+  dtype = g_Bxp.dtype
+  _, cols = np.tril_indices(p, -1)
+
+  # g = sum_j w_j / sqrt(n), which is zero when there is no context token.
+  g_Bxp = jnp.where(n_B[:, None] > 0, g_Bxp, 0.0)
+
+  # Bartlett factor L of Wishart_p(n - 1, I): column i exists only for i < n - 1.
+  dof_B = n_B - 1
+  below_BxK = jnp.where(cols[None, :] < dof_B[:, None], below_BxK, 0.0)
+  df_Bxp = jnp.maximum(dof_B[:, None] - jnp.arange(p), 0)
+  chi_Bxp = jnp.sqrt(_sample_chisquare_flat(key, df_Bxp.reshape(-1), dtype)).reshape(
+      batch_size, p)
+
+  # Row 0 is (sqrt(n), 0, ..., 0) and row 1 + i is (g_i, L_i0, ..., L_ii, 0, ..., 0). The
+  # rows are concatenated from slices because a scatter into the triangle is about 2 times
+  # slower on CPU.
+  row_0_BxD = jnp.pad(jnp.sqrt(n_B.astype(dtype))[:, None], ((0, 0), (0, p)))
+  r_rows = [row_0_BxD]
+  for i in range(p):
+    start = i * (i - 1) // 2  # Offset of row i of L in below_BxK.
+    r_rows.append(jnp.concatenate(
+        [g_Bxp[:, i:i + 1], below_BxK[:, start:start + i], chi_Bxp[:, i:i + 1],
+         jnp.zeros((batch_size, p - 1 - i), dtype)], axis=1))
+  return jnp.stack(r_rows, axis=1)
+
+
+def sample_gram_prompts(key: Array, theta_Bxd: Array, n, *, x_std: float,
+                        noise_std: float) -> GramPrompts:
+  """Samples one prompt of `n` shots per task, as query, context Gram matrix and label.
+
+  The result has the exact joint distribution of `gram_from_tokens` applied to
+  `lafit.data.sample_prompts(key', theta_Bxd, n, ...)`, but not the same values for the
+  same key. The cost does not grow with `n`.
+
+  Args:
+    key: PRNG key, of any PRNG implementation.
+    theta_Bxd: one task per prompt.
+    n: the number of context tokens, a non-negative integer, or an integer array of
+      shape `(B,)` for a count per prompt. It may be traced.
+    x_std, noise_std: the input and label-noise standard deviations.
+
+  Raises:
+    ValueError: on a wrong shape or dtype, or a negative `n`, `x_std` or `noise_std`.
+      Traced values cannot be checked. A negative traced `n` gives NaN in `gram_BxDxD`.
+  """
+  theta_Bxd = jnp.asarray(theta_Bxd)
+  if theta_Bxd.ndim != 2 or theta_Bxd.shape[1] < 1:
+    raise ValueError(f'theta_Bxd must have shape (B, d) with d >= 1, got shape '
+                     f'{theta_Bxd.shape}.')
+  if not jnp.issubdtype(theta_Bxd.dtype, jnp.floating):
+    raise ValueError(f'theta_Bxd must have a floating dtype, got {theta_Bxd.dtype}.')
+  _check_std('x_std', x_std)
+  _check_std('noise_std', noise_std)
+  n_B = _shots_per_prompt(n, theta_Bxd.shape[0])
+  dtype = theta_Bxd.dtype
+  return _sample_gram_prompts(key, theta_Bxd, n_B, jnp.asarray(x_std, dtype),
+                              jnp.asarray(noise_std, dtype))
+
+
+@jax.jit
+def _sample_gram_prompts(key, theta_Bxd, n_B, x_std, noise_std) -> GramPrompts:
+  batch_size, d = theta_Bxd.shape
+  dtype = theta_Bxd.dtype
+  p = d + 1
+  num_below = p * (p - 1) // 2
+  key_normals, key_chisquare = jax.random.split(key)
+
+  # One flat draw gives the same values as a draw of shape (B, K) (jax 0.10.2), but on a
+  # 2-core x86-64 CPU the threefry PRNG runs it up to 4 times faster when K is small.
+  normals_BxK = jax.random.normal(key_normals, (batch_size * (2 * p + num_below),), dtype)
+  normals_BxK = normals_BxK.reshape(batch_size, 2 * p + num_below)
+  query_Bxp = normals_BxK[:, :p]
+  g_Bxp = normals_BxK[:, p:2 * p]
+  below_BxK = normals_BxK[:, 2 * p:]
+
+  # Query: z_q = (1, x_q, 0) and y_q = theta.x_q + eps_q.
+  x_q_Bxd = x_std * query_Bxp[:, :d]
+  y_B = jnp.sum(x_q_Bxd * theta_Bxd, axis=1) + noise_std * query_Bxp[:, d]
+  z_q_BxD = jnp.concatenate(
+      [jnp.ones((batch_size, 1), dtype), x_q_Bxd, jnp.zeros((batch_size, 1), dtype)], axis=1)
+
+  # Context: G = F F^T with F = C R. C keeps the constant row, scales w to (x, eps) and
+  # replaces eps by the label y = theta.x + eps.
+  r_BxDxD = _bartlett_factor(g_Bxp, below_BxK, n_B, key_chisquare)
+  x_rows_BxdxD = x_std * r_BxDxD[:, 1:d + 1]
+  y_row_BxD = noise_std * r_BxDxD[:, d + 1]
+  for i in range(d):
+    y_row_BxD = y_row_BxD + theta_Bxd[:, i:i + 1] * x_rows_BxdxD[:, i]
+  f_BxDxD = jnp.concatenate([r_BxDxD[:, :1], x_rows_BxdxD, y_row_BxD[:, None]], axis=1)
+  gram_BxDxD = _outer_product_sum(f_BxDxD)
+  return GramPrompts(z_q_BxD=z_q_BxD, gram_BxDxD=gram_BxDxD, y_B=y_B, num_context=n_B)
+
+
+def gram_from_tokens(prompts: data_lib.Prompts) -> GramPrompts:
+  """Converts token prompts (query last) to Gram prompts with the same predictions."""
+  z_BxNxD = prompts.z_BxNxD
+  if z_BxNxD.ndim != 3 or z_BxNxD.shape[1] < 1:
+    raise ValueError(f'prompts.z_BxNxD must have shape (B, N, D) with N >= 1 (the query is '
+                     f'the last token), got shape {z_BxNxD.shape}.')
+  batch_size, num_tokens, _ = z_BxNxD.shape
+  context_BxnxD = z_BxNxD[:, :-1]
+  return GramPrompts(
+      z_q_BxD=z_BxNxD[:, -1],
+      gram_BxDxD=jnp.einsum('bnd,bne->bde', context_BxnxD, context_BxnxD),
+      y_B=prompts.y_B,
+      num_context=jnp.full((batch_size,), num_tokens - 1, jnp.int32))
+
+
+def query_only(prompts: GramPrompts) -> GramPrompts:
+  """Drops the context (`G = 0`, `n = 0`): the prompt of the zero-shot loss."""
+  return GramPrompts(z_q_BxD=prompts.z_q_BxD, gram_BxDxD=jnp.zeros_like(prompts.gram_BxDxD),
+                     y_B=prompts.y_B, num_context=jnp.zeros_like(prompts.num_context))
+
+
+def _check_gram_prompts(prompts: GramPrompts, token_dim: int) -> None:
+  if not isinstance(prompts, GramPrompts):
+    raise ValueError(f'prompts must be a GramPrompts, got {type(prompts).__name__}. Convert '
+                     'token prompts with gram_from_tokens.')
+  batch_size = prompts.z_q_BxD.shape[0]
+  expected = {
+      'z_q_BxD': (batch_size, token_dim),
+      'gram_BxDxD': (batch_size, token_dim, token_dim),
+      'y_B': (batch_size,),
+      'num_context': (batch_size,),
+  }
+  for field, shape in expected.items():
+    actual = jnp.shape(getattr(prompts, field))
+    if actual != shape:
+      raise ValueError(f'prompts.{field} must have shape {shape} to match the params '
+                       f'(D = {token_dim}) and {batch_size} prompts, got shape {actual}.')
+
+
+def predict_from_gram(params: model_lib.Params, prompts: GramPrompts) -> Array:
+  """Returns a one-layer model's prediction `yhat`, shape `(B,)`, from Gram prompts.
+
+  Equals `lafit.model.predict` on the token prompts up to float rounding, for any number
+  of heads and for merged or separate parameters.
+
+  Raises:
+    ValueError: if the model has more than one layer, because a deeper model reads more of
+      the context than its Gram matrix, or if a shape of `prompts` does not match.
+  """
+  merged = model_lib.to_merged(params)
+  num_layers, _, token_dim, _ = merged['W_V'].shape
+  if num_layers != 1:
+    raise ValueError(f'predict_from_gram needs a one-layer model, got {num_layers} layers. '
+                     'A deeper model depends on more than the context Gram matrix, so run '
+                     'lafit.model.predict on token prompts instead.')
+  _check_gram_prompts(prompts, token_dim)
+
+  z_q_BxD = prompts.z_q_BxD
+  dtype = z_q_BxD.dtype
+  # The query attends to itself, so it adds z_q z_q^T to the context Gram matrix.
+  total_BxDxD = prompts.gram_BxDxD + z_q_BxD[:, :, None] * z_q_BxD[:, None, :]
+  query_kq_BxHxD = jnp.einsum('bd,hde->bhe', z_q_BxD, merged['W_KQ'][0])
+  weighted_values_BxHxD = jnp.einsum('bef,hf->bhe', total_BxDxD, merged['W_V'][0, :, -1, :])
+  update_B = jnp.mean(jnp.sum(query_kq_BxHxD * weighted_values_BxHxD, axis=-1), axis=1)
+  num_tokens_B = prompts.num_context.astype(dtype) + 1.0
+  return z_q_BxD[:, -1] + update_B / num_tokens_B
