@@ -2,8 +2,8 @@
 
 A task is a vector `theta` in R^d. Inputs are `x ~ N(0, x_std^2 I_d)` and labels
 `y = theta^T x + eps` with `eps ~ N(0, noise_std^2)`. A prompt with `n` shots is
-`N = n + 1` tokens `z_j = (1, x_j, y_j)` in R^(d+2); the last token is the query, whose
-label entry is 0 and whose true label is the prediction target.
+`N = n + 1` tokens `z_j = (1, x_j, y_j)` in R^(d+2). The last token is the query: its label
+entry is 0, and its true label is the prediction target.
 
 Array names carry their shapes: `B` prompts, `N` tokens, `D = d + 2` token entries,
 `M` dataset size.

@@ -2,7 +2,7 @@
 
 One sample of `n_max` context tokens serves every `n <= n_max`: the prompt of `n` shots
 is the first `n` context tokens and the query. For a one-layer model the predictions for
-all `n` come from cumulative sums of per-token terms (`model.one_layer_token_terms`); a
+all `n` come from cumulative sums of per-token terms (`model.one_layer_token_terms`). A
 deeper model runs once per `n` on the prompt with the unused context tokens set to zero,
 which is the same as removing them (see `model.forward`).
 """

@@ -2,9 +2,9 @@
 
 `train_steps` is pure: it maps a `TrainState` to the state `num_steps` later and the
 per-step losses, so it can be `jit`-ed, `vmap`-ed over seeds or nested in other JAX code.
-`train` is the host-side driver around it: it runs the scan in segments so that progress
-(step, loss, steps/s, ETA) reaches the log, maps over a leading seed axis with `vmap`, and
-reports a NaN or inf loss with its step and seed.
+`train` is the host-side driver around it. It runs the scan in segments so that progress
+(step, loss, steps/s, ETA) reaches the log. It maps over a leading seed axis with `vmap`,
+and it reports a NaN or inf loss with its step and seed.
 
 The batch of step `t` is drawn with `jax.random.fold_in(key, t)`, so the results do not
 depend on how the steps are split into segments.
