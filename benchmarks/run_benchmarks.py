@@ -1,0 +1,360 @@
+r"""Benchmarks of lafit on the machine at hand, with a floor estimate for the same work.
+
+Every figure is the median of `--repeats` runs (at least 5 by default) after compilation,
+and every ratio is between two numbers measured in the same invocation. Results go to a
+JSON file and a Markdown summary on stdout, for BENCHMARKS.md.
+
+    python benchmarks/run_benchmarks.py --out=benchmarks/results.json
+    python benchmarks/run_benchmarks.py --sections=steps,evaluation --repeats=5
+
+Sections:
+  floor        random numbers per second (numpy and each JAX PRNG) and memory bandwidth
+  steps        pretraining and fine-tuning steps/s at the reference batch, against the floor
+  attention    full N x N attention against the one-layer query-row path (loss + gradient)
+  evaluation   exact risk over n = 0..40 on three tasks against Monte Carlo
+  seeds        seed scaling: S seeds in one vmapped call, S in --seed_counts
+  end_to_end   the quick and full paper runs: wall time, compile time, peak memory
+  torch        the PyTorch baseline (benchmarks/torch_reference.py), if torch is installed
+"""
+
+import argparse
+import concurrent.futures
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from lafit import data as data_lib  # pylint: disable=g-import-not-at-top
+from lafit import evaluate
+from lafit import experiment
+from lafit import losses
+from lafit import model as model_lib
+from lafit import regimes
+from lafit import train as train_lib
+from runs import paper
+
+D_FEATURES = 5
+BATCH = 5000
+N_SHOTS = 20
+NOISE_STD = 0.1 ** 0.5
+
+
+def median_time(fn, repeats: int, inner: int = 1) -> float:
+  """Returns the median over `repeats` of the seconds per call of `fn` (run `inner` times)."""
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(inner):
+      out = fn()
+    jax.block_until_ready(out)
+    times.append((time.perf_counter() - start) / inner)
+  return float(np.median(times))
+
+
+def machine() -> dict:
+  return {'processor': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
+          'python': platform.python_version(), 'jax': jax.__version__,
+          'devices': [str(d) for d in jax.devices()], 'date': time.strftime('%Y-%m-%d')}
+
+
+# Floor
+
+
+def numpy_normals_per_second(repeats: int, threads: int) -> float:
+  size = 4_000_000
+  generators = [np.random.default_rng(i) for i in range(threads)]
+
+  def fill(rng):
+    return rng.standard_normal(size, dtype=np.float32)
+
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    seconds = median_time(lambda: list(pool.map(fill, generators)), repeats)
+  return threads * size / seconds
+
+
+def jax_normals_per_second(impl: str, repeats: int) -> float:
+  size = 4_000_000
+  sample = jax.jit(lambda key: jax.random.normal(key, (size,)))
+  key = jax.random.key(0, impl=impl)
+  return size / median_time(lambda: sample(key), repeats)
+
+
+def bandwidth_bytes_per_second(repeats: int) -> float:
+  """Copy bandwidth (bytes read plus written) of a 200 MB float32 array in numpy."""
+  source = np.ones(50_000_000, np.float32)
+  target = np.empty_like(source)
+  seconds = median_time(lambda: np.copyto(target, source), repeats)
+  return 2 * source.nbytes / seconds
+
+
+def bench_floor(args) -> dict:
+  result = {
+      'numpy_normals_per_s_1_thread': numpy_normals_per_second(args.repeats, 1),
+      'numpy_normals_per_s_all_cores': numpy_normals_per_second(args.repeats, os.cpu_count()),
+      'bandwidth_bytes_per_s': bandwidth_bytes_per_second(args.repeats),
+  }
+  for impl in ('threefry2x32', 'rbg', 'unsafe_rbg'):
+    result[f'jax_normals_per_s_{impl}'] = jax_normals_per_second(impl, args.repeats)
+  return result
+
+
+def floor_seconds(floor: dict, normals: float, bytes_moved: float) -> float:
+  """Estimates the time of `normals` draws plus `bytes_moved` at this machine's best rates."""
+  best_rate = max(v for k, v in floor.items() if k.startswith(('numpy_normals', 'jax_normals')))
+  return normals / best_rate + bytes_moved / floor['bandwidth_bytes_per_s']
+
+
+# Training steps
+
+
+def reference_config():
+  return paper.get_config()
+
+
+def time_steps(trainer, params, key, num_steps: int, repeats: int) -> float:
+  """Returns the median seconds per step of a compiled `num_steps`-step scan."""
+  state = trainer.init(params, key)
+  run = jax.jit(trainer.train_steps, static_argnums=1)
+  return median_time(lambda: run(state, num_steps), repeats) / num_steps
+
+
+def bench_steps(args, floor: dict) -> dict:
+  config = reference_config()
+  key = jax.random.PRNGKey(0)
+  params = model_lib.init_params(key, D_FEATURES)
+  num_tokens = N_SHOTS + 1
+  token_bytes = BATCH * num_tokens * (D_FEATURES + 2) * 4
+
+  pretrainer = experiment.pretrain_trainer(config)
+  result = {'pretrain_s_per_step': time_steps(pretrainer, params, key, args.steps, args.repeats)}
+  sample = jax.jit(pretrainer.sample_batch)
+  result['pretrain_sampling_s'] = median_time(lambda: sample(key, 0), args.repeats, inner=10)
+  pretrain_normals = BATCH * num_tokens * (D_FEATURES + 1) + BATCH * D_FEATURES
+  # The tokens are written once by the sampler and read once by the loss and its gradient.
+  result['pretrain_floor_s'] = floor_seconds(floor, pretrain_normals, 3 * token_bytes)
+
+  config.pretrain.sampler = 'gram'
+  gram_trainer = experiment.pretrain_trainer(config)
+  result['pretrain_gram_s_per_step'] = time_steps(gram_trainer, params, key, args.steps,
+                                                  args.repeats)
+  sample_gram = jax.jit(gram_trainer.sample_batch)
+  result['pretrain_gram_sampling_s'] = median_time(lambda: sample_gram(key, 0), args.repeats,
+                                                   inner=10)
+  # Per prompt: 2p + p(p-1)/2 normals and p chi-squares (p = d + 1), plus the task and the
+  # query; the Gram matrices are written once and read once.
+  p = D_FEATURES + 1
+  gram_draws = BATCH * (2 * p + p * (p - 1) // 2 + p + D_FEATURES)
+  gram_bytes = BATCH * (D_FEATURES + 2) * (D_FEATURES + 3) * 4
+  result['pretrain_gram_floor_s'] = floor_seconds(floor, gram_draws, 3 * gram_bytes)
+
+  theta0 = data_lib.sample_sphere(key, (), D_FEATURES)
+  dataset = data_lib.make_dataset(key, theta0, 100_000, x_std=1.0, noise_std=NOISE_STD)
+  sampler = experiment.finetune_sampler(config, theta0, dataset)
+  for loss in ('zs', 'zsfs'):
+    for trainable in ('all', 'v', 'kq'):
+      mask = regimes.trainable_mask(params, trainable)
+      trainer = train_lib.Trainer(losses.make_loss_fn(loss, 5000), sampler,
+                                  experiment.make_optimizer(config, 0.01, mask), mask)
+      result[f'finetune_{loss}_{trainable}_s_per_step'] = time_steps(
+          trainer, params, key, args.steps, args.repeats)
+  # Fine-tuning draws integers instead of normals: count each index as one draw.
+  result['finetune_floor_s'] = floor_seconds(floor, BATCH * num_tokens, 3 * token_bytes)
+  return result
+
+
+def bench_attention(args) -> dict:
+  key = jax.random.PRNGKey(1)
+  params = model_lib.init_params(key, D_FEATURES)
+  theta = data_lib.sample_sphere(key, (BATCH,), D_FEATURES)
+  prompts = data_lib.sample_prompts(key, theta, N_SHOTS, x_std=1.0, noise_std=NOISE_STD)
+
+  def loss(p, method):
+    yhat = model_lib.predict(p, prompts.z_BxNxD, method=method)
+    return jnp.mean(jnp.square(yhat - prompts.y_B))
+
+  full = jax.jit(jax.value_and_grad(lambda p: loss(p, 'full')))
+  fast = jax.jit(jax.value_and_grad(lambda p: loss(p, 'query_row')))
+  result = {'full_attention_s': median_time(lambda: full(params), args.repeats, inner=10),
+            'query_row_s': median_time(lambda: fast(params), args.repeats, inner=10)}
+  result['speedup'] = result['full_attention_s'] / result['query_row_s']
+  return result
+
+
+def bench_evaluation(args) -> dict:
+  key = jax.random.PRNGKey(2)
+  params = model_lib.init_params(key, D_FEATURES, init_std=0.3)
+  theta0 = data_lib.sample_sphere(key, (), D_FEATURES)
+  n_shots = jnp.arange(41)
+  thetas = (theta0, -theta0, None)
+
+  def exact():
+    return [experiment._exact_curve(params, n_shots, t, NOISE_STD, 1.0) for t in thetas]  # pylint: disable=protected-access
+
+  def monte_carlo():
+    return [evaluate.monte_carlo_test_error(
+        params, key, data_lib.task_sampler(task, theta0), n_max=40, num_prompts=250_000,
+        x_std=1.0, noise_std=NOISE_STD).mean for task in ('theta0', 'neg_theta0', 'sphere')]
+
+  result = {'exact_s': median_time(exact, args.repeats, inner=10),
+            'monte_carlo_250k_s': median_time(monte_carlo, args.repeats)}
+  result['speedup'] = result['monte_carlo_250k_s'] / result['exact_s']
+  return result
+
+
+def bench_seeds(args) -> dict:
+  config = reference_config()
+  result = {}
+
+  def sampler(batch_key, step):
+    del step
+    key_tasks, key_prompts = jax.random.split(batch_key)
+    theta = data_lib.sample_sphere(key_tasks, (BATCH,), D_FEATURES)
+    return data_lib.sample_prompts(key_prompts, theta, N_SHOTS, x_std=1.0, noise_std=NOISE_STD)
+
+  trainer = train_lib.Trainer(losses.make_loss_fn('fs'), sampler,
+                              experiment.make_optimizer(config, 0.01, None))
+  for num_seeds in args.seed_counts:
+    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    params = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES))(keys)
+    state = jax.vmap(trainer.init)(params, keys)
+    run = jax.jit(jax.vmap(trainer.train_steps, in_axes=(0, None)), static_argnums=1)
+    steps = max(1, args.steps // num_seeds)
+    seconds = median_time(lambda: run(state, steps), max(3, args.repeats // 2)) / steps
+    result[f'{num_seeds}_seeds_s_per_step'] = seconds
+  base = result[f'{args.seed_counts[0]}_seeds_s_per_step'] / args.seed_counts[0]
+  for num_seeds in args.seed_counts:
+    per_seed = result[f'{num_seeds}_seeds_s_per_step'] / num_seeds
+    result[f'{num_seeds}_seeds_cost_per_seed_vs_{args.seed_counts[0]}'] = per_seed / base
+  return result
+
+
+def run_end_to_end(variant: str) -> dict:
+  """Runs one paper config in this process and returns wall, compile and memory figures."""
+  compile_seconds = []
+
+  def listener(event, duration, **kwargs):
+    del kwargs
+    if event.endswith('backend_compile_duration'):
+      compile_seconds.append(duration)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  config = paper.get_config(variant)
+  config.plots = False
+  with tempfile.TemporaryDirectory() as workdir:
+    start = time.perf_counter()
+    experiment.run(config, workdir)
+    wall = time.perf_counter() - start
+  return {'wall_s': wall, 'compile_s': float(np.sum(compile_seconds)),
+          'peak_memory_mib': peak_resident_kib() / 1024}
+
+
+def peak_resident_kib() -> int:
+  """Returns this process's peak resident memory from /proc (VmHWM), in KiB.
+
+  `getrusage(RUSAGE_SELF).ru_maxrss` is not used because Linux carries it across `execve`,
+  so a child started by this script would report the parent's peak.
+  """
+  with open('/proc/self/status') as f:
+    for line in f:
+      if line.startswith('VmHWM:'):
+        return int(line.split()[1])
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def bench_end_to_end(args) -> dict:
+  result = {}
+  for variant in args.variants:
+    runs = []
+    for _ in range(args.end_to_end_repeats):
+      done = subprocess.run([sys.executable, __file__, f'--_end_to_end={variant}'],
+                            capture_output=True, text=True, check=True, cwd=REPO)
+      runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    result[variant] = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
+    result[variant]['runs'] = len(runs)
+  return result
+
+
+def bench_torch(args) -> dict:
+  script = os.path.join(REPO, 'benchmarks', 'torch_reference.py')
+  if importlib.util.find_spec('torch') is None:
+    return {'skipped': 'torch is not installed; see BUILD.md'}
+  result = {}
+  for name, steps in (('quick', 500),):
+    runs = []
+    for _ in range(args.end_to_end_repeats):
+      with tempfile.NamedTemporaryFile(suffix='.json') as out:
+        subprocess.run([sys.executable, script, f'--pretrain_steps={steps}',
+                        f'--finetune_steps={steps}', f'--json_out={out.name}'],
+                       check=True, capture_output=True, cwd=REPO)
+        with open(out.name) as f:
+          runs.append(json.load(f))
+    result[name] = runs
+  return result
+
+
+SECTIONS = ('floor', 'steps', 'attention', 'evaluation', 'seeds', 'end_to_end', 'torch')
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--sections', default=','.join(SECTIONS),
+                      help=f'Comma-separated sections to run, from {", ".join(SECTIONS)}.')
+  parser.add_argument('--repeats', type=int, default=5, help='Timed runs per figure (>= 1).')
+  parser.add_argument('--steps', type=int, default=200,
+                      help='Optimizer steps per timed scan in the steps and seeds sections.')
+  parser.add_argument('--seed_counts', default='1,8,64,512',
+                      help='Seed counts of the seeds section, comma-separated.')
+  parser.add_argument('--variants', default='quick,full',
+                      help='Paper config variants of the end_to_end section.')
+  parser.add_argument('--end_to_end_repeats', type=int, default=5,
+                      help='Runs of each end-to-end variant and of the torch baseline.')
+  parser.add_argument('--out', default=None, help='Path of the JSON results file.')
+  parser.add_argument('--_end_to_end', default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+
+  if args._end_to_end:  # pylint: disable=protected-access
+    print(json.dumps(run_end_to_end(args._end_to_end)))  # pylint: disable=protected-access
+    return
+
+  sections = args.sections.split(',')
+  for section in sections:
+    if section not in SECTIONS:
+      parser.error(f'--sections: unknown section {section!r}; valid: {", ".join(SECTIONS)}.')
+  if args.repeats < 1:
+    parser.error(f'--repeats must be >= 1, got {args.repeats}.')
+  args.seed_counts = [int(s) for s in args.seed_counts.split(',')]
+  args.variants = args.variants.split(',')
+
+  results = {'machine': machine()}
+  floor = bench_floor(args)
+  results['floor'] = floor
+  for section in sections:
+    if section == 'floor':
+      continue
+    print(f'running {section} ...', file=sys.stderr, flush=True)
+    if section == 'steps':
+      results[section] = bench_steps(args, floor)
+    else:
+      results[section] = globals()[f'bench_{section}'](args)
+  text = json.dumps(results, indent=2)
+  print(text)
+  if args.out:
+    with open(args.out, 'w') as f:
+      f.write(text + '\n')
+
+
+if __name__ == '__main__':
+  main()
