@@ -3,12 +3,15 @@
 Every config field can be overridden, e.g. `--config.finetune.num_steps=100`.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from lafit import claims
+from lafit import config as config_lib
 from lafit import experiment
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -22,6 +25,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
+  # Bad input is reported as one line, not a traceback; nothing has been compiled yet.
+  try:
+    config_lib.validate(_CONFIG.value)
+    experiment.check_workdir(_WORKDIR.value, _CONFIG.value.to_dict())
+  except ValueError as error:
+    sys.exit(f'Error: {error}')
   results = experiment.run(_CONFIG.value, _WORKDIR.value)
   print(claims.summary(results['claims']))
   gaps = experiment.theory_summary(results)

@@ -90,7 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for trainable in config.finetune.trainable:
     if trainable not in valid_trainable:
       _fail('finetune.trainable', config.finetune.trainable,
-            f'for {config.parameterization} parameters each entry must be one of '
+            f'with parameterization={config.parameterization!r} each entry must be one of '
             f'{", ".join(valid_trainable)}')
   _check_choice(config, 'finetune.fs_weight_schedule', FS_WEIGHT_SCHEDULES)
   _check_float(config, 'finetune.fs_weight', minimum=0.0, strict=False)

@@ -342,11 +342,16 @@ def _training_fields(config_dict: dict) -> dict:
 def check_workdir(workdir: str, config_dict: dict) -> None:
   """Rejects a workdir whose saved models were trained under another configuration."""
   path = os.path.join(workdir, 'config.json')
-  if os.path.exists(path) and (_training_fields(io.read_json(path))
-                               != _training_fields(config_dict)):
-    raise ValueError(f'--workdir={workdir} holds a run of a different config ({path}); '
-                     'choose a new --workdir or delete that one. Only eval.*, plots and '
-                     'log_every may differ from a finished run.')
+  if not os.path.exists(path):
+    return
+  saved = _training_fields(io.read_json(path))
+  requested = _training_fields(config_dict)
+  if saved != requested:
+    differing = sorted(k for k in set(saved) | set(requested) if saved.get(k) != requested.get(k))
+    raise ValueError(f'--workdir={workdir} holds a run of a different config ({path}; '
+                     f'fields that differ: {", ".join(differing)}). Choose a new --workdir '
+                     'or delete that one. Only eval.*, plots and log_every may differ from a '
+                     'finished run.')
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -391,6 +396,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     theory_models = build_theory_models(config, workdir, models, init, theta0)
 
   # Evaluation
+  logging.info('Evaluating %d models on %s (method: %s).', len(models),
+               ', '.join(config.eval.tasks), config.eval.method)
   results = evaluate_models(config, models, theta0, key_eval)
   if theory_models:
     add_theory_results(config, results, theory_models, theta0)
