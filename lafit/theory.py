@@ -72,31 +72,26 @@ def _is_concrete(value) -> bool:
   return not isinstance(value, jax.core.Tracer)
 
 
-def _check_nonnegative(name: str, value) -> None:
+def _check_scalar(name: str, value, accepts, requirement: str) -> None:
+  """Raises unless `value` is a scalar and, when concrete, finite and `accepts` it."""
   if jnp.ndim(value) != 0:
     raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
   if _is_concrete(value):
     number = float(np.asarray(value))
-    if not (math.isfinite(number) and number >= 0.0):
-      raise ValueError(f"{name} must be finite and >= 0, got {number}")
+    if not (math.isfinite(number) and accepts(number)):
+      raise ValueError(f"{name} must be finite and {requirement}, got {number}")
+
+
+def _check_nonnegative(name: str, value) -> None:
+  _check_scalar(name, value, lambda number: number >= 0.0, ">= 0")
 
 
 def _check_positive(name: str, value) -> None:
-  if jnp.ndim(value) != 0:
-    raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
-  if _is_concrete(value):
-    number = float(np.asarray(value))
-    if not (math.isfinite(number) and number > 0.0):
-      raise ValueError(f"{name} must be finite and > 0, got {number}")
+  _check_scalar(name, value, lambda number: number > 0.0, "> 0")
 
 
 def _check_nonzero(name: str, value) -> None:
-  if jnp.ndim(value) != 0:
-    raise ValueError(f"{name} must be a scalar, got shape {jnp.shape(value)}")
-  if _is_concrete(value):
-    number = float(np.asarray(value))
-    if not (math.isfinite(number) and number != 0.0):
-      raise ValueError(f"{name} must be finite and nonzero, got {number}")
+  _check_scalar(name, value, lambda number: number != 0.0, "nonzero")
 
 
 def _check_shots(name: str, n) -> None:
