@@ -1,8 +1,11 @@
 """Checks of the findings the reference experiment must show, from a run's results.
 
 Each check returns a record `{'claim', 'holds', 'detail'}`; `holds` is `None` when the run
-lacks a model or task the claim needs. With Monte Carlo evaluation, comparisons between
-curves allow for three standard errors of noise.
+lacks a model or task the claim needs. With Monte Carlo evaluation, claim 1's test that the
+curve falls allows for three standard errors of noise.
+
+NOTE: claims 2-4 compare Monte Carlo curves without a noise margin, so near a threshold they
+can flip between runs. The default exact evaluation has no such noise.
 """
 
 import numpy as np

@@ -4,7 +4,7 @@
 
 - `config.json`: the configuration;
 - `models/<model>.npz`: the learned parameters, loss trace and first non-finite step of
-  each model, written as soon as the model is trained; a re-run with the same config
+  each model, written as soon as the model is trained. A re-run with the same config
   reuses them, so an interrupted run loses no finished model;
 - `results.json`, `results.md`: test error against shots for each model and task;
   `results.json` is the same file on every re-run of the same config on one machine;

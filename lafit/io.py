@@ -1,7 +1,7 @@
 """Atomic writes of results, tables, parameters and figures.
 
 Every file is written to a temporary file in the same directory and then renamed over the
-target, so a reader (or a re-run after an interruption) sees either the old file or the
+target, so a reader (or a re-run after an interruption) finds either the old file or the
 complete new one, never a partial write.
 """
 

@@ -22,7 +22,7 @@ Array = jax.Array
 
 
 def no_batch(key: Array, step: Array) -> None:
-  """A batch sampler for population training, which needs no data."""
+  """Returns `None`: population training needs no batch."""
   del key, step
   return None
 

@@ -639,7 +639,7 @@ def _status(nonfinite_step: np.ndarray, pretrain_diverged: np.ndarray | None,
 
 @dataclasses.dataclass
 class ModelOutcome:
-  """One model's evaluation for every real seed of a chunk."""
+  """Evaluation results of one model for every real seed of a chunk."""
 
   test_error: np.ndarray  # (S, tasks, n_max + 1), NaN unless the status is ok.
   stderr: np.ndarray  # Same shape; 0 for the exact risk.
@@ -733,7 +733,7 @@ def run_chunk(runner: GridPointRunner, chunk: Chunk, workdir: str,
       'n_max': config.eval.n_max,
       'test_error_method': experiment.eval_method(config),
       'num_devices': runner.num_devices,
-      # The fewest devices that the trained parameters of any model were split over.
+      # The minimum, over models, of the devices their trained parameters were split over.
       'param_devices': min(len(r.params['W_V'].sharding.device_set) for r in results.values()),
       'padded_seeds': int(len(padded_seeds)),
       'wall_time_s': time.perf_counter() - start_time,

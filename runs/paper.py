@@ -58,7 +58,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.pretrain.sampler = 'tokens'
 
   # Fine-tuning on theta0; every regime starts from the pretrained model with a fresh
-  # optimizer state and sees the same batches.
+  # optimizer state and is trained on the same batches.
   config.finetune = ml_collections.ConfigDict()
   config.finetune.n_shots = 20
   config.finetune.batch_size = 5000
