@@ -10,7 +10,7 @@ from lafit import regimes
 EVAL_TASKS = ('theta0', 'neg_theta0', 'sphere')
 EVAL_METHODS = ('auto', 'exact', 'monte_carlo', 'both')
 FS_WEIGHT_SCHEDULES = ('linear_decay', 'constant')
-PRETRAIN_SAMPLERS = ('tokens', 'gram')
+PRETRAIN_SAMPLERS = ('auto', 'tokens', 'gram')
 
 
 def _fail(field: str, value, valid: str) -> None:

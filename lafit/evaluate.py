@@ -5,6 +5,10 @@ is the first `n` context tokens and the query. For a one-layer model the predict
 all `n` come from cumulative sums of per-token terms (`model.one_layer_token_terms`). A
 deeper model runs once per `n` on the prompt with the unused context tokens set to zero,
 which is the same as removing them (see `model.forward`).
+
+`monte_carlo_test_error` also takes a stack of models (a leading model axis on every
+parameter) and scores them all on the same sampled prompts, so the data is drawn once
+however many models are compared, and their differences carry less sampling noise.
 """
 
 from typing import NamedTuple
@@ -54,7 +58,9 @@ def monte_carlo_test_error(params: model_lib.Params, key: Array,
   """Estimates the test error at `n = 0 .. n_max` shots on fresh prompts.
 
   Args:
-    params: model parameters (any number of layers and heads).
+    params: model parameters (any number of layers and heads), or a stack of `M` models
+      of one shape with a leading model axis on every array (`W_V` of shape
+      `(M, L, H, D, D)`), all scored on the same prompts.
     key: PRNG key of the test data.
     sample_tasks: `(key, batch_size) -> theta_Bxd`, from `data.task_sampler`.
     n_max: the largest number of shots.
@@ -64,8 +70,13 @@ def monte_carlo_test_error(params: model_lib.Params, key: Array,
     chunk_size: prompts per chunk.
 
   Returns:
-    The mean squared error and its standard error for each `n`, shape `(n_max + 1,)`.
+    The mean squared error and its standard error for each `n`, shape `(n_max + 1,)`, or
+    `(M, n_max + 1)` for a stack of models.
   """
+  stacked = params['W_V'].ndim == 5
+  errors_fn = squared_errors_all_shots
+  if stacked:
+    errors_fn = jax.vmap(squared_errors_all_shots, in_axes=(0, None))
   chunk = min(chunk_size, num_prompts)
   num_chunks = -(-num_prompts // chunk)
 
@@ -74,13 +85,13 @@ def monte_carlo_test_error(params: model_lib.Params, key: Array,
     theta_Bxd = sample_tasks(key_tasks, chunk)
     prompts = data_lib.sample_prompts(key_prompts, theta_Bxd, n_max, x_std=x_std,
                                       noise_std=noise_std)
-    errors_BxN = squared_errors_all_shots(params, prompts)
+    errors_BxN = errors_fn(params, prompts)  # (M, B, N) for a stack of models.
     valid_B = (index * chunk + jnp.arange(chunk)) < num_prompts
     errors_BxN = jnp.where(valid_B[:, None], errors_BxN, 0.0)
     total, total_sq = totals
-    return (total + errors_BxN.sum(0), total_sq + jnp.square(errors_BxN).sum(0)), None
+    return (total + errors_BxN.sum(-2), total_sq + jnp.square(errors_BxN).sum(-2)), None
 
-  zeros = jnp.zeros((n_max + 1,), params['W_V'].dtype)
+  zeros = jnp.zeros(params['W_V'].shape[:1] * stacked + (n_max + 1,), params['W_V'].dtype)
   (total, total_sq), _ = jax.lax.scan(add_chunk, (zeros, zeros), jnp.arange(num_chunks))
   mean = total / num_prompts
   variance = jnp.maximum(total_sq / num_prompts - jnp.square(mean), 0.0)

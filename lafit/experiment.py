@@ -4,17 +4,21 @@
 
 - `config.json`: the configuration;
 - `models/<model>.npz`: the learned parameters, loss trace and first non-finite step of
-  each model, written as soon as the model is trained. A re-run with the same config
-  reuses them, so an interrupted run loses no finished model;
+  each model, written as soon as the model is trained (the fine-tuned models together, at
+  the end of their joint run). A re-run with the same config reuses them, so an
+  interrupted run loses no finished model;
 - `results.json`, `results.md`: test error against shots for each model and task;
   `results.json` is the same file on every re-run of the same config on one machine;
-- `timing.json`: the wall time of the run;
+- `timing.json`: the wall time of the run and of each phase (pretraining, fine-tuning,
+  population training, evaluation, writing outputs), compilation included; a phase whose
+  models were reused takes almost no time;
 - `figures/*.png`: test-error curves, training losses and parameter heatmaps.
 
 A model is named `pretrained` or `<loss>_<trainable>` (`zs_v`, `zsfs_all`, ...).
 """
 
 import dataclasses
+import functools
 import os
 import time
 
@@ -67,15 +71,23 @@ def make_optimizer(config: ml_collections.ConfigDict, learning_rate: float,
       b2=config.adam_b2, clip_norm=config.clip_norm or None, mask=mask)
 
 
+def pretrain_sampler(config: ml_collections.ConfigDict) -> str:
+  """Resolves `config.pretrain.sampler`: `auto` is `gram` for one layer, else `tokens`."""
+  if config.pretrain.sampler == 'auto':
+    return 'gram' if config.num_layers == 1 else 'tokens'
+  return config.pretrain.sampler
+
+
 def pretrain_trainer(config: ml_collections.ConfigDict) -> train_lib.Trainer:
   """Builds pretraining: every parameter, the few-shot loss, a fresh sphere task per prompt.
 
-  `config.pretrain.sampler` picks the batches: `tokens` samples every token, and `gram`
-  samples each prompt's context Gram matrix directly (one-layer models only). Both give
-  the same distribution of losses and gradients, but not the same values for a seed.
+  `config.pretrain.sampler` picks the batches: `tokens` samples every token, `gram`
+  samples each prompt's context Gram matrix directly (one-layer models only), and `auto`
+  takes `gram` where it applies. Both give the same distribution of losses and gradients,
+  but not the same values for a seed.
   """
   phase = config.pretrain
-  sample_prompts = (sufficient.sample_gram_prompts if phase.sampler == 'gram'
+  sample_prompts = (sufficient.sample_gram_prompts if pretrain_sampler(config) == 'gram'
                     else data_lib.sample_prompts)
 
   def sample_batch(batch_key, step):
@@ -98,31 +110,49 @@ def pretrain(config: ml_collections.ConfigDict, params: model_lib.Params,
 
 def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
                      dataset: data_lib.Dataset | None):
-  """Returns `sample(key, step) -> Prompts` of the task `theta0`."""
+  """Returns `sample(key, step) -> prompts` of the task `theta0`.
+
+  A one-layer model reads a prompt only through its query and context Gram matrix, so for
+  one layer the sampled tokens are reduced to `sufficient.GramPrompts` once per batch; every
+  regime that shares the batch then works on the small Gram matrices.
+  """
   phase = config.finetune
 
   def sample_batch(batch_key, step):
     del step
     if dataset is None:
       theta_Bxd = jnp.broadcast_to(theta0, (phase.batch_size, config.d))
-      return data_lib.sample_prompts(batch_key, theta_Bxd, phase.n_shots, x_std=config.x_std,
-                                     noise_std=config.noise_std)
-    return data_lib.sample_prompts_from_dataset(batch_key, dataset, phase.batch_size,
-                                                phase.n_shots)
+      prompts = data_lib.sample_prompts(batch_key, theta_Bxd, phase.n_shots,
+                                        x_std=config.x_std, noise_std=config.noise_std)
+    else:
+      prompts = data_lib.sample_prompts_from_dataset(batch_key, dataset, phase.batch_size,
+                                                     phase.n_shots)
+    if config.num_layers == 1:
+      return sufficient.gram_from_tokens(prompts)
+    return prompts
 
   return sample_batch
+
+
+def _fs_weight(config: ml_collections.ConfigDict):
+  phase = config.finetune
+  return 'linear_decay' if phase.fs_weight_schedule == 'linear_decay' else phase.fs_weight
+
+
+def _mask(config: ml_collections.ConfigDict, trainable: str) -> regimes.Mask:
+  leaf_names = regimes.TRAINABLE[config.parameterization]['all']
+  return regimes.trainable_mask(dict.fromkeys(leaf_names), trainable)
 
 
 def finetune_trainer(config: ml_collections.ConfigDict, loss: str, trainable: str,
                      sample_batch) -> train_lib.Trainer:
   """Builds fine-tuning under one regime; `sample_batch` comes from `finetune_sampler`."""
   phase = config.finetune
-  weight = 'linear_decay' if phase.fs_weight_schedule == 'linear_decay' else phase.fs_weight
-  leaf_names = regimes.TRAINABLE[config.parameterization]['all']
-  mask = regimes.trainable_mask(dict.fromkeys(leaf_names), trainable)
+  mask = _mask(config, trainable)
   return train_lib.Trainer(
-      loss_fn=losses.make_loss_fn(loss, phase.num_steps, weight), sample_batch=sample_batch,
-      optimizer=make_optimizer(config, phase.learning_rate, mask), mask=mask)
+      loss_fn=losses.make_loss_fn(loss, phase.num_steps, _fs_weight(config)),
+      sample_batch=sample_batch, optimizer=make_optimizer(config, phase.learning_rate, mask),
+      mask=mask)
 
 
 def finetune(config: ml_collections.ConfigDict, params: model_lib.Params, sample_batch,
@@ -130,6 +160,57 @@ def finetune(config: ml_collections.ConfigDict, params: model_lib.Params, sample
   """Fine-tunes `params` under one regime with a fresh optimizer state."""
   trainer = finetune_trainer(config, loss, trainable, sample_batch)
   return _train(config, trainer, params, key, config.finetune.num_steps, name)
+
+
+def joint_finetune_trainer(config: ml_collections.ConfigDict, regime_list, sample_batch,
+                           *, population_theta0: jax.Array | None = None
+                           ) -> train_lib.JointTrainer:
+  """Builds fine-tuning under several regimes at once, on shared batches.
+
+  Args:
+    config: the experiment's configuration.
+    regime_list: `(model name, loss, trainable)` triples, as from `regime_names`.
+    sample_batch: from `finetune_sampler`; ignored for population training.
+    population_theta0: if given, train on the exact population risk of this task instead
+      of sampled batches (the infinite-data limit of each regime).
+  """
+  phase = config.finetune
+  loss_kinds = [loss for _, loss, _ in regime_list]
+  fs_coef_R = losses.few_shot_coefficients(loss_kinds)
+  few_shot = 'zsfs' in loss_kinds
+  if population_theta0 is None:
+    loss_fn = losses.make_joint_loss_fn(phase.num_steps, _fs_weight(config), few_shot=few_shot)
+  else:
+    loss_fn = population.make_joint_loss_fn(
+        n=phase.n_shots, theta=population_theta0, noise_std=config.noise_std,
+        x_std=config.x_std, num_steps=phase.num_steps, fs_weight=_fs_weight(config),
+        few_shot=few_shot)
+    sample_batch = population.no_batch
+  masks = regimes.stack_masks([_mask(config, trainable) for _, _, trainable in regime_list])
+  return train_lib.JointTrainer(
+      loss_fn=loss_fn, sample_batch=sample_batch,
+      optimizer=make_optimizer(config, phase.learning_rate, None), masks=masks,
+      loss_args=fs_coef_R, names=tuple(name for name, _, _ in regime_list))
+
+
+def finetune_all(config: ml_collections.ConfigDict, params: model_lib.Params, regime_list,
+                 sample_batch, key: jax.Array, *, population_theta0: jax.Array | None = None,
+                 name: str = 'finetune') -> dict[str, TrainedModel]:
+  """Fine-tunes `params` under every regime of `regime_list` in one compiled run.
+
+  Every regime starts from `params` with a fresh optimizer state and sees the same batch
+  at each step. Returns the trained model of each regime, by name.
+  """
+  trainer = joint_finetune_trainer(config, regime_list, sample_batch,
+                                   population_theta0=population_theta0)
+  result = train_lib.train(trainer, params, key, config.finetune.num_steps,
+                           trace_stride=config.trace_stride, log_every=config.log_every,
+                           name=name, seeds=np.array([config.seed]))
+  params_R = jax.device_get(result.params)
+  return {regime: TrainedModel(params={k: v[r] for k, v in params_R.items()},
+                               loss_trace=result.loss_trace[r], trace_steps=result.trace_steps,
+                               nonfinite_step=int(result.nonfinite_step[r]))
+          for r, (regime, _, _) in enumerate(regime_list)}
 
 
 def _train(config, trainer, params, key, num_steps, name) -> TrainedModel:
@@ -167,16 +248,25 @@ def _trained(workdir: str, name: str, train_fn) -> TrainedModel:
   return model
 
 
-def population_finetune(config, params, loss: str, trainable: str, theta0, name: str):
-  """Fine-tunes on the exact risk of `theta0`: the infinite-data limit of a regime."""
-  phase = config.finetune
-  weight = 'linear_decay' if phase.fs_weight_schedule == 'linear_decay' else phase.fs_weight
-  mask = regimes.trainable_mask(params, trainable)
-  trainer = population.make_trainer(
-      loss, make_optimizer(config, phase.learning_rate, mask), mask, n=phase.n_shots,
-      theta=theta0, noise_std=config.noise_std, x_std=config.x_std,
-      num_steps=phase.num_steps, fs_weight=weight)
-  return _train(config, trainer, params, jax.random.PRNGKey(0), phase.num_steps, name)
+def _trained_all(workdir: str, names: list[str], train_fn) -> dict[str, TrainedModel]:
+  """Like `_trained` for models that `train_fn()` trains together in one run.
+
+  If any model is missing, the joint run is repeated whole, so a model comes out the same
+  whichever of its companions an earlier run finished (a smaller joint run would round
+  differently); finished models are kept as saved.
+  """
+  paths = {name: os.path.join(workdir, 'models', f'{name}.npz') for name in names}
+  missing = [name for name in names if not os.path.exists(paths[name])]
+  trained = train_fn() if missing else {}
+  models = {}
+  for name in names:
+    if name in missing:
+      _save_model(paths[name], trained[name])
+      models[name] = trained[name]
+    else:
+      logging.info('%s: reusing the finished model in %s.', name, paths[name])
+      models[name] = _load_model(paths[name])
+  return models
 
 
 def population_pretrain(config, params, name: str):
@@ -213,22 +303,32 @@ def closed_form_models(config, model_names, theta0) -> dict[str, model_lib.Param
 
 def build_theory_models(config, workdir, models, init, theta0) -> dict[str, dict]:
   """Returns, per model, the parameters of its theory curve and their sources."""
-  theory_models = {}
   closed = closed_form_models(config, list(models), theta0)
+  population_models = {}
+  if not models[PRETRAINED].diverged:
+    population_models[PRETRAINED] = _trained(
+        workdir, f'population_{PRETRAINED}',
+        lambda: population_pretrain(config, init, f'population_{PRETRAINED}'))
+  regime_list = [(f'population_{name}', loss, trainable)
+                 for name, loss, trainable in regime_names(config)
+                 if name in models and not models[name].diverged]
+
+  def train_population():
+    return finetune_all(config, models[PRETRAINED].params, regime_list, None,
+                        jax.random.PRNGKey(0), population_theta0=theta0,
+                        name='population_finetune')
+
+  trained = _trained_all(workdir, [regime[0] for regime in regime_list], train_population)
+  population_models.update({name.removeprefix('population_'): model
+                            for name, model in trained.items()})
+
+  theory_models = {}
   for name, model in models.items():
     if model.diverged:
       continue
-    population_name = f'population_{name}'
-    if name == PRETRAINED:
-      trained = _trained(workdir, population_name,
-                         lambda: population_pretrain(config, init, population_name))
-    else:
-      loss, trainable = name.split('_', 1)
-      trained = _trained(workdir, population_name, lambda: population_finetune(
-          config, models[PRETRAINED].params, loss, trainable, theta0, population_name))
     entry = {}
-    if not trained.diverged:
-      entry['population'] = trained.params
+    if name in population_models and not population_models[name].diverged:
+      entry['population'] = population_models[name].params
     if name in closed:
       entry['closed_form'] = closed[name]
     theory_models[name] = entry
@@ -317,17 +417,38 @@ def exact_curves(config, params, theta0, n_shots) -> dict[str, np.ndarray]:
   return curves
 
 
-def monte_carlo_curves(config, params, theta0, key) -> dict[str, evaluate.ErrorCurve]:
-  """Returns the Monte Carlo test error and standard error on each evaluation task."""
+@functools.partial(jax.jit, static_argnames=('tasks', 'n_max', 'num_prompts', 'chunk_size'))
+def _monte_carlo_curves(params_M, key, theta0, x_std, noise_std, *, tasks, n_max, num_prompts,
+                        chunk_size):
+  """Scores a stack of models on each task's prompts; one compilation serves every task."""
   curves = {}
-  for index, task in enumerate(config.eval.tasks):
-    sampler = data_lib.task_sampler(task, theta0)
-    curve = evaluate.monte_carlo_test_error(
-        params, jax.random.fold_in(key, index), sampler, n_max=config.eval.n_max,
-        num_prompts=config.eval.num_prompts * config.eval.num_seeds, x_std=config.x_std,
-        noise_std=config.noise_std, chunk_size=config.eval.chunk_size)
-    curves[task] = evaluate.ErrorCurve(np.asarray(curve.mean), np.asarray(curve.stderr))
+  for index, task in enumerate(tasks):
+    curves[task] = evaluate.monte_carlo_test_error(
+        params_M, jax.random.fold_in(key, index), data_lib.task_sampler(task, theta0),
+        n_max=n_max, num_prompts=num_prompts, x_std=x_std, noise_std=noise_std,
+        chunk_size=chunk_size)
   return curves
+
+
+def monte_carlo_curves(config, params_by_model: dict[str, model_lib.Params], theta0, key
+                       ) -> dict[str, dict[str, evaluate.ErrorCurve]]:
+  """Returns the Monte Carlo test error and standard error of each model on each task.
+
+  All models are scored on the same prompts (common random numbers), sampled once.
+  """
+  names = list(params_by_model)
+  if not names:
+    return {}
+  params_M = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
+                                    *[params_by_model[name] for name in names])
+  curves = _monte_carlo_curves(
+      params_M, key, theta0, config.x_std, config.noise_std, tasks=tuple(config.eval.tasks),
+      n_max=config.eval.n_max, num_prompts=config.eval.num_prompts * config.eval.num_seeds,
+      chunk_size=config.eval.chunk_size)
+  curves = jax.device_get(curves)
+  return {name: {task: evaluate.ErrorCurve(curve.mean[m], curve.stderr[m])
+                 for task, curve in curves.items()}
+          for m, name in enumerate(names)}
 
 
 # Fields that change only evaluation or outputs: a finished run may be re-evaluated with
@@ -361,6 +482,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   check_workdir(workdir, config_dict)
   io.write_json(os.path.join(workdir, 'config.json'), config_dict)
   start_time = time.perf_counter()
+  phase_times = {}
+  phase_start = start_time
+
+  def end_phase(phase):
+    nonlocal phase_start
+    now = time.perf_counter()
+    phase_times[phase] = now - phase_start
+    phase_start = now
 
   # Keys
   root = jax.random.PRNGKey(config.seed)
@@ -374,6 +503,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                init_std=config.init_std)
   models = {PRETRAINED: _trained(workdir, PRETRAINED,
                                  lambda: pretrain(config, init, key_pretrain))}
+  end_phase('pretrain_s')
 
   # Fine-tuning: one target task, and the same batches for every regime.
   theta0 = data_lib.sample_sphere(key_theta0, (), config.d)
@@ -383,17 +513,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                     x_std=config.x_std, noise_std=config.noise_std)
   sample_batch = finetune_sampler(config, theta0, dataset)
   pretrained = models[PRETRAINED]
-  for name, loss, trainable in regime_names(config):
-    if pretrained.diverged:
-      logging.warning('%s: skipped because pretraining diverged.', name)
-      continue
-    models[name] = _trained(workdir, name, lambda: finetune(
-        config, pretrained.params, sample_batch, loss, trainable, key_finetune, name))
+  regime_list = regime_names(config)
+  if pretrained.diverged:
+    logging.warning('Fine-tuning skipped because pretraining diverged.')
+  else:
+
+    def train_regimes():
+      return finetune_all(config, pretrained.params, regime_list, sample_batch, key_finetune)
+
+    models.update(_trained_all(workdir, [regime[0] for regime in regime_list], train_regimes))
+  end_phase('finetune_s')
 
   # Theory: closed-form parameters and training on the exact population objective.
   theory_models = {}
   if config.eval.theory and eval_method(config) != 'monte_carlo':
     theory_models = build_theory_models(config, workdir, models, init, theta0)
+  end_phase('population_s')
 
   # Evaluation
   logging.info('Evaluating %d models on %s (method: %s).', len(models),
@@ -402,9 +537,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if theory_models:
     add_theory_results(config, results, theory_models, theta0)
   results['claims'] = claims.check_all(results, models, config)
+  end_phase('evaluate_s')
   write_outputs(config, workdir, results, models)
+  end_phase('outputs_s')
   wall_time_s = time.perf_counter() - start_time
-  io.write_json(os.path.join(workdir, 'timing.json'), {'wall_time_s': wall_time_s})
+  io.write_json(os.path.join(workdir, 'timing.json'),
+                {'wall_time_s': wall_time_s, 'phases': phase_times})
   logging.info('Finished in %.1f s; outputs are in %s.', wall_time_s, workdir)
   return results
 
@@ -428,6 +566,7 @@ def evaluate_models(config, models: dict[str, TrainedModel], theta0, key) -> dic
   if method in ('monte_carlo', 'both'):
     results['monte_carlo'] = {'test_error': {}, 'stderr': {}}
 
+  finished = {}
   for name, model in models.items():
     if model.diverged:
       results['diverged'][name] = {'step': model.nonfinite_step, 'seed': config.seed}
@@ -436,12 +575,13 @@ def evaluate_models(config, models: dict[str, TrainedModel], theta0, key) -> dic
       logging.warning('%s diverged at step %d (seed %d); its numbers are not reported.', name,
                       model.nonfinite_step, config.seed)
       continue
+    finished[name] = model.params
     results['final_train_loss'][name] = float(model.loss_trace[-1])
     if method in ('exact', 'both'):
       curves = exact_curves(config, model.params, theta0, jnp.asarray(n_shots))
       results['test_error'][name] = {t: c.tolist() for t, c in curves.items()}
-    if method in ('monte_carlo', 'both'):
-      mc_curves = monte_carlo_curves(config, model.params, theta0, key)
+  if method in ('monte_carlo', 'both'):
+    for name, mc_curves in monte_carlo_curves(config, finished, theta0, key).items():
       results['monte_carlo']['test_error'][name] = {
           t: c.mean.tolist() for t, c in mc_curves.items()}
       results['monte_carlo']['stderr'][name] = {

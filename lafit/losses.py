@@ -111,3 +111,42 @@ def make_loss_fn(kind: str, num_steps: int = 1, fs_weight='linear_decay'
     return zero_shot + schedule(step) * few_shot
 
   return mixed_loss
+
+
+FINETUNE_LOSS_KINDS = ('zs', 'zsfs')
+
+
+def few_shot_coefficients(kinds) -> Array:
+  """Returns the few-shot coefficient of each fine-tuning loss kind: 0 for `zs`, 1 for `zsfs`.
+
+  These are the `loss_args` of `make_joint_loss_fn` for a list of regimes.
+  """
+  for kind in kinds:
+    if kind not in FINETUNE_LOSS_KINDS:
+      raise ValueError(f'fine-tuning loss kind {kind!r} is invalid; valid kinds are '
+                       f'{", ".join(FINETUNE_LOSS_KINDS)}.')
+  return jnp.asarray([float(kind == 'zsfs') for kind in kinds], jnp.float32)
+
+
+def make_joint_loss_fn(num_steps: int = 1, fs_weight='linear_decay', *, few_shot: bool = True):
+  """Returns `loss(params, prompts, step, fs_coef) = L_ZS + fs_coef lambda(step) L_FS`.
+
+  One function for both fine-tuning losses, with the loss kind as data: `fs_coef = 0` gives
+  the zero-shot loss and `fs_coef = 1` the mixed one, so regimes of both kinds can share a
+  compiled step (`lafit.train.JointTrainer`). With `fs_coef = 0` the value and gradient are
+  those of `L_ZS` exactly, since `0 * L_FS` adds zeros.
+
+  Args:
+    num_steps, fs_weight: the schedule of `lambda`, as in `make_loss_fn`.
+    few_shot: `False` when every regime has `fs_coef = 0`, to skip computing `L_FS`.
+  """
+  schedule = few_shot_weight_schedule(fs_weight, num_steps)
+
+  def joint_loss(params, prompts, step, fs_coef):
+    if not few_shot:
+      return zero_shot_loss(params, prompts)
+    zero_shot, few_shot_value = zero_and_few_shot_losses(params, prompts)
+    return zero_shot + fs_coef * schedule(step) * few_shot_value
+
+  return joint_loss
+

@@ -27,6 +27,16 @@ def no_batch(key: Array, step: Array) -> None:
   return None
 
 
+def _risk_fn(*, theta, noise_std, x_std):
+  """Returns `risk(params, n)`, the exact n-shot test error on `theta`."""
+
+  def risk(params, shots):
+    return theory.population_risk_of_params(params, shots, noise_std=noise_std, x_std=x_std,
+                                            theta=theta)
+
+  return risk
+
+
 def make_loss_fn(kind: str, *, n: int, theta: Array | None, noise_std: float,
                  x_std: float = 1.0, num_steps: int = 1, fs_weight='linear_decay'
                  ) -> train_lib.LossFn:
@@ -40,11 +50,7 @@ def make_loss_fn(kind: str, *, n: int, theta: Array | None, noise_std: float,
     noise_std, x_std: the data's noise and input standard deviations.
     num_steps, fs_weight: the schedule of `lambda`, as in `losses.make_loss_fn`.
   """
-
-  def risk(params, shots):
-    return theory.population_risk_of_params(params, shots, noise_std=noise_std, x_std=x_std,
-                                            theta=theta)
-
+  risk = _risk_fn(theta=theta, noise_std=noise_std, x_std=x_std)
   if kind == 'fs':
     return lambda params, batch, step: risk(params, n)
   if kind == 'zs':
@@ -59,6 +65,26 @@ def make_loss_fn(kind: str, *, n: int, theta: Array | None, noise_std: float,
     return risk(params, 0) + schedule(step) * risk(params, n)
 
   return mixed_risk
+
+
+def make_joint_loss_fn(*, n: int, theta: Array | None, noise_std: float, x_std: float = 1.0,
+                       num_steps: int = 1, fs_weight='linear_decay', few_shot: bool = True
+                       ) -> train_lib.JointLossFn:
+  """Returns `loss(params, batch, step, fs_coef) = R(0) + fs_coef lambda(step) R(n)`.
+
+  The population version of `losses.make_joint_loss_fn`, for a `train.JointTrainer` with
+  `sample_batch=no_batch`; the arguments are those of `make_loss_fn`.
+  """
+  schedule = losses.few_shot_weight_schedule(fs_weight, num_steps)
+  risk = _risk_fn(theta=theta, noise_std=noise_std, x_std=x_std)
+
+  def joint_risk(params, batch, step, fs_coef):
+    del batch
+    if not few_shot:
+      return risk(params, 0)
+    return risk(params, 0) + fs_coef * schedule(step) * risk(params, n)
+
+  return joint_risk
 
 
 def make_trainer(kind: str, optimizer, mask=None, **loss_kwargs) -> train_lib.Trainer:

@@ -5,16 +5,21 @@ for the merged model, and `all`, `v`, `k` (`W_K` only) or `q` (`W_Q` only) for t
 separate one. It becomes a mask, a PyTree of booleans with the structure of the
 parameters. The optimizer chain zeroes the gradients of frozen parameters before clipping,
 so the global norm is taken over the trainable parameters only.
+
+A mask's entries may also be boolean arrays, traced ones included. `stack_masks` turns
+several regimes into one mask whose entries have a leading regime axis, so that one
+compiled step can `vmap` over the regimes (see `lafit.train.JointTrainer`).
 """
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lafit import model as model_lib
 
 Array = jax.Array
-Mask = dict[str, bool]
+Mask = dict[str, bool | Array]
 
 TRAINABLE = {
     'merged': {'all': ('W_KQ', 'W_V'), 'v': ('W_V',), 'kq': ('W_KQ',)},
@@ -33,6 +38,24 @@ def trainable_mask(params: model_lib.Params, trainable: str) -> Mask:
   return {name: name in valid[trainable] for name in params}
 
 
+def stack_masks(masks: list[Mask]) -> dict[str, Array]:
+  """Stacks the masks of `R` regimes into one mask of boolean arrays of shape `(R,)`."""
+  if not masks:
+    raise ValueError('stack_masks needs at least one mask, got none.')
+  names = list(masks[0])
+  for mask in masks[1:]:
+    if list(mask) != names:
+      raise ValueError(f'every mask must name the parameters {names}, got {list(mask)}.')
+  return {name: jnp.asarray([bool(mask[name]) for mask in masks]) for name in names}
+
+
+def _select(flag, trained, frozen):
+  """Returns `trained` where `flag` is true, else `frozen`; `flag` may be traced."""
+  if isinstance(flag, (bool, np.bool_)):
+    return trained if flag else frozen
+  return jnp.where(flag, trained, frozen)
+
+
 def zero_frozen_gradients(mask: Mask) -> optax.GradientTransformation:
   """Sets the updates of frozen parameters (mask `False`) to zero."""
 
@@ -42,7 +65,7 @@ def zero_frozen_gradients(mask: Mask) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    updates = {name: u if mask[name] else jnp.zeros_like(u) for name, u in updates.items()}
+    updates = {name: _select(mask[name], u, jnp.zeros_like(u)) for name, u in updates.items()}
     return updates, state
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -82,9 +105,10 @@ def apply_masked_updates(params: model_lib.Params, updates: model_lib.Params,
   """Adds `updates` to trainable parameters and returns frozen ones unchanged.
 
   Frozen parameters are passed through rather than added to a zero update, so they stay
-  bit-identical (adding `+0.0` would turn a `-0.0` entry into `+0.0`).
+  bit-identical (adding `+0.0` would turn a `-0.0` entry into `+0.0`). With an array flag
+  the choice is a `jnp.where`, which passes them through just as exactly.
   """
   new_params = optax.apply_updates(params, updates)
   if mask is None:
     return new_params
-  return {name: new_params[name] if mask[name] else params[name] for name in params}
+  return {name: _select(mask[name], new_params[name], params[name]) for name in params}

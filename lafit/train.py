@@ -39,6 +39,23 @@ class TrainState(NamedTuple):
   nonfinite_step: Array  # First step whose loss or gradient was NaN or inf; -1 if none.
 
 
+def _update(loss_of_params, optimizer, mask, params, opt_state):
+  """One optimizer update; returns the new parameters and state, the loss and finiteness."""
+  loss, grads = jax.value_and_grad(loss_of_params)(params)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  new_params = regimes.apply_masked_updates(params, updates, mask)
+  grads_finite = jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
+  return new_params, opt_state, loss, jnp.isfinite(loss) & grads_finite
+
+
+def _next_state(state: TrainState, params, opt_state, finite: Array) -> TrainState:
+  nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step,
+                             state.nonfinite_step)
+  return TrainState(params=params, opt_state=opt_state, key=state.key, step=state.step + 1,
+                    nonfinite_step=nonfinite_step)
+
+
 @dataclasses.dataclass(frozen=True)
 class Trainer:
   """The static description of a training run.
@@ -63,22 +80,93 @@ class Trainer:
   def step(self, state: TrainState) -> tuple[TrainState, Array]:
     """Takes one optimizer step; returns the new state and the loss before the step."""
     batch = self.sample_batch(jax.random.fold_in(state.key, state.step), state.step)
-    loss, grads = jax.value_and_grad(self.loss_fn)(state.params, batch, state.step)
-    updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-    params = regimes.apply_masked_updates(state.params, updates, self.mask)
-
-    grads_finite = jnp.all(jnp.stack(
-        [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
-    finite = jnp.isfinite(loss) & grads_finite
-    nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step,
-                               state.nonfinite_step)
-    new_state = TrainState(params=params, opt_state=opt_state, key=state.key,
-                           step=state.step + 1, nonfinite_step=nonfinite_step)
-    return new_state, loss
+    params, opt_state, loss, finite = _update(
+        lambda params: self.loss_fn(params, batch, state.step), self.optimizer, self.mask,
+        state.params, state.opt_state)
+    return _next_state(state, params, opt_state, finite), loss
 
   def train_steps(self, state: TrainState, num_steps: int) -> tuple[TrainState, Array]:
     """Runs `num_steps` steps in one `lax.scan`; returns the state and the losses."""
     return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_steps)
+
+
+JointLossFn = Callable[[model_lib.Params, Batch, Array, Any], Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class JointTrainer:
+  """Several regimes trained side by side, each step on one shared batch.
+
+  A regime here is data, not code: its trainable mask and its loss arguments are arrays
+  with a leading regime axis `R`, and one compiled step `vmap`s the update over them. So
+  the batch of each step is sampled once for all regimes (common random numbers), and a
+  run compiles one step instead of one per regime.
+
+  The state has a leading axis `R` on `params`, `opt_state` and `nonfinite_step`; `key`
+  and `step` are shared. `train_steps` returns losses of shape `(R, num_steps)`, and
+  `train` accepts a `JointTrainer` wherever it accepts a `Trainer`.
+
+  Attributes:
+    loss_fn: `loss(params, batch, step, args) -> scalar`, where `args` is one regime's
+      slice of `loss_args`.
+    sample_batch: `sample(key, step) -> batch`, shared by all regimes.
+    optimizer: an optax transformation without a mask; each regime's frozen gradients are
+      zeroed before it, as `regimes.make_optimizer` does with a mask.
+    masks: the trainable masks, boolean arrays of shape `(R,)` (`regimes.stack_masks`).
+    loss_args: a PyTree of arrays with a leading axis `R`.
+    names: the regimes' names, for log messages.
+  """
+
+  loss_fn: JointLossFn
+  sample_batch: BatchSampler
+  optimizer: optax.GradientTransformation
+  masks: regimes.Mask
+  loss_args: Any
+  names: tuple[str, ...]
+
+  def __post_init__(self):
+    sizes = {name: jnp.shape(flag) for name, flag in self.masks.items()}
+    sizes.update({f'loss_args leaf {i}': jnp.shape(leaf)[:1] for i, leaf in
+                  enumerate(jax.tree_util.tree_leaves(self.loss_args))})
+    expected = (len(self.names),)
+    wrong = {where: size for where, size in sizes.items() if size != expected}
+    if wrong:
+      raise ValueError(f'JointTrainer has {len(self.names)} regimes ({", ".join(self.names)}), '
+                       f'so every mask entry and loss_args leaf needs a leading axis of that '
+                       f'size; got {wrong}.')
+
+  @property
+  def num_regimes(self) -> int:
+    return len(self.names)
+
+  def _optimizer(self, mask: regimes.Mask) -> optax.GradientTransformation:
+    return optax.chain(regimes.zero_frozen_gradients(mask), self.optimizer)
+
+  def init(self, params: model_lib.Params, key: Array) -> TrainState:
+    """Starts every regime from the same `params` with a fresh optimizer state."""
+    params_R = jax.tree_util.tree_map(
+        lambda p: jnp.broadcast_to(p, (self.num_regimes,) + jnp.shape(p)), params)
+    opt_state_R = jax.vmap(lambda mask, p: self._optimizer(mask).init(p))(self.masks, params_R)
+    return TrainState(params=params_R, opt_state=opt_state_R, key=key,
+                      step=jnp.zeros((), jnp.int32),
+                      nonfinite_step=-jnp.ones((self.num_regimes,), jnp.int32))
+
+  def step(self, state: TrainState) -> tuple[TrainState, Array]:
+    """Takes one step of every regime on one batch; returns the state and the `(R,)` losses."""
+    batch = self.sample_batch(jax.random.fold_in(state.key, state.step), state.step)
+
+    def update(params, opt_state, mask, args):
+      return _update(lambda p: self.loss_fn(p, batch, state.step, args), self._optimizer(mask),
+                     mask, params, opt_state)
+
+    params, opt_state, loss_R, finite_R = jax.vmap(update)(
+        state.params, state.opt_state, self.masks, self.loss_args)
+    return _next_state(state, params, opt_state, finite_R), loss_R
+
+  def train_steps(self, state: TrainState, num_steps: int) -> tuple[TrainState, Array]:
+    """Runs `num_steps` steps in one `lax.scan`; returns the state and `(R, T)` losses."""
+    state, losses_TxR = jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_steps)
+    return state, losses_TxR.T
 
 
 class TrainResult(NamedTuple):
@@ -105,13 +193,15 @@ def window_means(losses: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarra
   return means, starts
 
 
-def train(trainer: Trainer, params: model_lib.Params, key: Array, num_steps: int, *,
+def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array, num_steps: int, *,
           trace_stride: int = 10, log_every: int = 500, name: str = 'train',
           seeds: np.ndarray | None = None) -> TrainResult:
   """Runs `num_steps` steps from `params`, logging progress.
 
   Args:
-    trainer: the run's loss, data, optimizer and mask.
+    trainer: the run's loss, data, optimizer and mask; a `JointTrainer` trains its
+      regimes together, and every returned array gains a regime axis `R` after the seed
+      axis (if any).
     params: starting parameters; with several seeds, either shared (no seed axis) or
       with a leading seed axis matching `key`.
     key: one PRNG key, or keys with a leading seed axis `S` to train `S` seeds at once
@@ -144,10 +234,14 @@ def train(trainer: Trainer, params: model_lib.Params, key: Array, num_steps: int
   if seeds is None:
     seeds = np.arange(num_seeds)
 
+  labels = [f'seed {seed}' for seed in seeds]
+  if isinstance(trainer, JointTrainer):
+    labels = [f'{label}, regime {regime}' for label in labels for regime in trainer.names]
+
   losses = []
   start_time = time.perf_counter()
   done = 0
-  warned = False
+  reported = np.zeros(len(labels), bool)
   while done < num_steps:
     segment = min(log_every, num_steps - done)
     state, segment_losses = run(state, segment)
@@ -161,15 +255,13 @@ def train(trainer: Trainer, params: model_lib.Params, key: Array, num_steps: int
     logging.info('%s: step %d/%d, loss %.5g, %.1f steps/s, ETA %.0f s', name, done, num_steps,
                  float(np.mean(segment_losses[..., -1])), rate, eta)
 
-    nonfinite = np.atleast_1d(np.asarray(state.nonfinite_step))
-    if np.any(nonfinite >= 0) and not warned:
-      for seed, step in zip(seeds, nonfinite):
-        if step >= 0:
-          logging.warning('%s: diverged: NaN or inf loss or gradient at step %d, seed %d.',
-                          name, step, seed)
-      warned = True
-    if np.all(nonfinite >= 0):
-      logging.warning('%s: every seed diverged; stopping at step %d.', name, done)
+    nonfinite = np.asarray(state.nonfinite_step).reshape(-1)
+    for index in np.flatnonzero((nonfinite >= 0) & ~reported):
+      logging.warning('%s: diverged: NaN or inf loss or gradient at step %d, %s.', name,
+                      nonfinite[index], labels[index])
+    reported |= nonfinite >= 0
+    if np.all(reported):
+      logging.warning('%s: every run diverged; stopping at step %d.', name, done)
       break
 
   all_losses = np.concatenate(losses, axis=-1)

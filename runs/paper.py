@@ -54,8 +54,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.pretrain.num_steps = 5000
   config.pretrain.learning_rate = 0.01
   # tokens: sample every token. gram: sample each prompt's context Gram matrix, which has
-  # the same distribution, costs 2.6 times less per step here and needs one layer.
-  config.pretrain.sampler = 'tokens'
+  # the same distribution, costs 2 times less per step here and needs one layer.
+  # auto: gram for one-layer models, tokens otherwise.
+  config.pretrain.sampler = 'auto'
 
   # Fine-tuning on theta0; every regime starts from the pretrained model with a fresh
   # optimizer state and is trained on the same batches.

@@ -79,3 +79,22 @@ def test_monte_carlo_vmaps_over_seeds():
   for s in range(3):
     single = curve(jax.tree_util.tree_map(lambda a: a[s], params), keys[s])
     np.testing.assert_allclose(batched[s], single, rtol=1e-5)
+
+
+def test_stacked_models_share_prompts():
+  # A stack of models is scored on the same prompts as each model alone with the same key.
+  d = 3
+  keys = jax.random.split(jax.random.PRNGKey(11), 2)
+  one_layer = [model_lib.init_params(k, d, init_std=0.3) for k in keys]
+  two_layer = [model_lib.init_params(k, d, num_layers=2, init_std=0.3) for k in keys]
+  theta0 = data_lib.sample_sphere(jax.random.PRNGKey(12), (), d)
+  sampler = data_lib.task_sampler('theta0', theta0)
+  for models in (one_layer, two_layer):
+    stack = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *models)
+    kwargs = dict(n_max=3, num_prompts=250, x_std=1.0, noise_std=0.2, chunk_size=100)
+    stacked = evaluate.monte_carlo_test_error(stack, keys[0], sampler, **kwargs)
+    assert stacked.mean.shape == (2, 4)
+    for m, params in enumerate(models):
+      single = evaluate.monte_carlo_test_error(params, keys[0], sampler, **kwargs)
+      np.testing.assert_allclose(stacked.mean[m], single.mean, rtol=1e-5)
+      np.testing.assert_allclose(stacked.stderr[m], single.stderr, rtol=1e-4)

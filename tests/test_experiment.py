@@ -137,7 +137,7 @@ def test_finished_run_reevaluated(tmp_path, caplog):
     ('optimizer', 'rmsprop', 'valid values are sgd, adam'),
     ('parameterization', 'tied', 'valid values are merged, separate'),
     ('eval.tasks', ('theta0', 'cube'), 'config.eval.tasks'),
-    ('pretrain.sampler', 'dice', 'valid values are tokens, gram'),
+    ('pretrain.sampler', 'dice', 'valid values are auto, tokens, gram'),
 ])
 def test_bad_config_rejected_before_work(tmp_path, field, value, message):
   config = tiny_config()
@@ -161,7 +161,7 @@ def test_divergence_marked_not_reported(tmp_path):
 
 def test_gram_sampler_pretrains(tmp_path):
   regimes = {'finetune.losses': ('zs',), 'finetune.trainable': ('v',)}
-  tokens = tiny_config(**regimes, **{'pretrain.num_steps': 150})
+  tokens = tiny_config(**regimes, **{'pretrain.num_steps': 150, 'pretrain.sampler': 'tokens'})
   gram = tiny_config(**regimes, **{'pretrain.num_steps': 150, 'pretrain.sampler': 'gram'})
   experiment.run(tokens, str(tmp_path / 'tokens'))
   experiment.run(gram, str(tmp_path / 'gram'))
@@ -172,6 +172,12 @@ def test_gram_sampler_pretrains(tmp_path):
   assert at_n_pt[0] < 1.1 * optimum
   assert at_n_pt[1] < 1.1 * optimum
   assert at_n_pt[0] != at_n_pt[1]
+
+
+def test_auto_sampler_picks_gram_for_one_layer():
+  assert experiment.pretrain_sampler(tiny_config()) == 'gram'
+  assert experiment.pretrain_sampler(tiny_config(num_layers=2)) == 'tokens'
+  assert experiment.pretrain_sampler(tiny_config(**{'pretrain.sampler': 'tokens'})) == 'tokens'
 
 
 def test_gram_sampler_needs_one_layer(tmp_path):
@@ -225,3 +231,27 @@ def test_command_line_bad_value(tmp_path):
   assert done.returncode != 0
   assert 'config.pretrain.learning_rate=-0.5 is invalid' in done.stderr
   assert 'Traceback' not in done.stderr
+
+
+@pytest.mark.parametrize('num_layers', [1, 2])
+def test_joint_finetuning_matches_each_regime(num_layers):
+  # One compiled run of every regime gives each regime's own run: the same batches, the
+  # same updates (the one-layer joint run works on Gram matrices, hence the tolerance).
+  config = tiny_config(num_layers=num_layers)
+  theta0 = np.array([0.6, 0.0, 0.8], np.float32)
+  dataset = experiment.data_lib.make_dataset(
+      experiment.jax.random.PRNGKey(1), theta0, config.finetune.dataset_size,
+      x_std=config.x_std, noise_std=config.noise_std)
+  params = experiment.model_lib.init_params(experiment.jax.random.PRNGKey(2), config.d,
+                                            num_layers=num_layers, init_std=0.3)
+  sample_batch = experiment.finetune_sampler(config, theta0, dataset)
+  key = experiment.jax.random.PRNGKey(3)
+  regime_list = experiment.regime_names(config)
+  joint = experiment.finetune_all(config, params, regime_list, sample_batch, key)
+  assert list(joint) == [name for name, _, _ in regime_list]
+  for name, loss, trainable in regime_list:
+    single = experiment.finetune(config, params, sample_batch, loss, trainable, key, name)
+    for leaf in params:
+      np.testing.assert_allclose(joint[name].params[leaf], single.params[leaf], rtol=1e-4,
+                                 atol=1e-6)
+    np.testing.assert_allclose(joint[name].loss_trace, single.loss_trace, rtol=1e-4)

@@ -74,3 +74,27 @@ def test_shared_pass_matches_separate_losses(num_layers, num_heads):
   zero_shot, few_shot = losses.zero_and_few_shot_losses(params, prompts)
   np.testing.assert_allclose(zero_shot, losses.zero_shot_loss(params, prompts), rtol=1e-5)
   np.testing.assert_allclose(few_shot, losses.few_shot_loss(params, prompts), rtol=1e-5)
+
+
+@pytest.mark.parametrize('step', [0, 4])
+def test_joint_loss_matches_each_kind(step):
+  params, prompts = setup(3)
+  joint = losses.make_joint_loss_fn(num_steps=10)
+  zs_only = losses.make_joint_loss_fn(num_steps=10, few_shot=False)
+  coef_zs, coef_zsfs = losses.few_shot_coefficients(['zs', 'zsfs'])
+  zs = losses.make_loss_fn('zs')
+  zsfs = losses.make_loss_fn('zsfs', num_steps=10)
+  grad = jax.grad(joint)
+  # The zero-shot kind is exact: `0 * L_FS` adds zeros to its value and gradient.
+  np.testing.assert_array_equal(joint(params, prompts, step, coef_zs), zs(params, prompts, step))
+  np.testing.assert_array_equal(zs_only(params, prompts, step, coef_zs),
+                                zs(params, prompts, step))
+  for name, g in grad(params, prompts, step, coef_zs).items():
+    np.testing.assert_array_equal(g, jax.grad(zs)(params, prompts, step)[name])
+  np.testing.assert_allclose(joint(params, prompts, step, coef_zsfs),
+                             zsfs(params, prompts, step), rtol=1e-6)
+
+
+def test_joint_loss_rejects_unknown_kind():
+  with pytest.raises(ValueError, match="'fs' is invalid; valid kinds are zs, zsfs"):
+    losses.few_shot_coefficients(['zs', 'fs'])

@@ -91,3 +91,16 @@ def test_population_rejects_two_heads():
   loss = population.make_loss_fn('fs', n=2, theta=None, noise_std=0.1)
   with pytest.raises(ValueError, match='H = 2'):
     loss(params, None, jnp.zeros((), jnp.int32))
+
+
+@pytest.mark.parametrize('kind', ['zs', 'zsfs'])
+def test_population_joint_loss_matches_kind(kind):
+  theta0 = data_lib.sample_sphere(jax.random.PRNGKey(3), (), D_FEATURES)
+  params = model_lib.init_params(jax.random.PRNGKey(4), D_FEATURES, init_std=0.3)
+  kwargs = dict(n=4, theta=theta0, noise_std=NOISE_STD, num_steps=10)
+  joint = population.make_joint_loss_fn(**kwargs)
+  single = population.make_loss_fn(kind, **kwargs)
+  fs_coef = 1.0 if kind == 'zsfs' else 0.0
+  for step in (0, 6):
+    np.testing.assert_allclose(joint(params, None, step, fs_coef), single(params, None, step),
+                               rtol=1e-6)

@@ -99,3 +99,21 @@ def test_frozen_parameters_bit_identical(optimizer_name, parameterization, train
       assert not np.array_equal(before, after), name
     else:
       assert before.tobytes() == after.tobytes(), name
+
+
+def test_stacked_masks_select_inside_vmap():
+  params = model_lib.init_params(jax.random.PRNGKey(0), 2)
+  masks = regimes.stack_masks([regimes.trainable_mask(params, t) for t in ('v', 'kq', 'all')])
+  np.testing.assert_array_equal(masks['W_V'], [True, False, True])
+  np.testing.assert_array_equal(masks['W_KQ'], [False, True, True])
+  updates = jax.tree_util.tree_map(jnp.ones_like, params)
+  new = jax.vmap(regimes.apply_masked_updates, in_axes=(None, None, 0))(params, updates, masks)
+  for r in range(3):
+    for name in params:
+      expected = params[name] + 1.0 if masks[name][r] else params[name]
+      np.testing.assert_array_equal(new[name][r], expected)
+
+
+def test_stack_masks_rejects_mismatch():
+  with pytest.raises(ValueError, match='every mask must name'):
+    regimes.stack_masks([{'W_KQ': True, 'W_V': False}, {'W_K': True, 'W_V': False}])

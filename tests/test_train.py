@@ -1,7 +1,9 @@
 """The scan driver: seeds under vmap, segmenting, divergence, and learning the optimum."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from lafit import data as data_lib
@@ -105,3 +107,73 @@ def test_pretraining_approaches_exact_optimum():
   assert learned >= optimum - 1e-5
   # SGD noise at batch 2000 leaves the risk within about 1% of the optimum.
   assert learned < 1.02 * optimum
+
+
+def fixed_task_sampler(theta, batch_size=128, n=5):
+  def sample_batch(key, step):
+    del step
+    theta_Bxd = jnp.broadcast_to(theta, (batch_size, D_FEATURES))
+    return data_lib.sample_prompts(key, theta_Bxd, n, x_std=1.0, noise_std=0.3)
+  return sample_batch
+
+
+REGIMES = (('zs_all', 'zs', 'all'), ('zsfs_v', 'zsfs', 'v'), ('zs_kq', 'zs', 'kq'),
+           ('zsfs_all', 'zsfs', 'all'))
+
+
+def joint_trainer(sample_batch, num_steps, optimizer, regime_list=REGIMES):
+  leaves = dict.fromkeys(('W_KQ', 'W_V'))
+  masks = regimes.stack_masks([regimes.trainable_mask(leaves, t) for _, _, t in regime_list])
+  return train_lib.JointTrainer(
+      losses.make_joint_loss_fn(num_steps), sample_batch, optimizer, masks,
+      losses.few_shot_coefficients([loss for _, loss, _ in regime_list]),
+      tuple(name for name, _, _ in regime_list))
+
+
+@pytest.mark.parametrize('optimizer_name', ['sgd', 'adam'])
+def test_joint_regimes_equal_separate_runs(optimizer_name):
+  num_steps = 12
+  theta = data_lib.sample_sphere(jax.random.PRNGKey(4), (), D_FEATURES)
+  sample_batch = fixed_task_sampler(theta)
+  params = model_lib.init_params(jax.random.PRNGKey(5), D_FEATURES, init_std=0.3)
+  optimizer = regimes.make_optimizer(optimizer_name, 0.05, clip_norm=0.5)
+  joint = train_lib.train(joint_trainer(sample_batch, num_steps, optimizer), params,
+                          jax.random.PRNGKey(6), num_steps, trace_stride=3, log_every=5)
+  assert joint.loss_trace.shape == (len(REGIMES), 4)
+  for r, (_, loss, trainable) in enumerate(REGIMES):
+    mask = regimes.trainable_mask(params, trainable)
+    trainer = train_lib.Trainer(
+        losses.make_loss_fn(loss, num_steps), sample_batch,
+        regimes.make_optimizer(optimizer_name, 0.05, clip_norm=0.5, mask=mask), mask)
+    single = train_lib.train(trainer, params, jax.random.PRNGKey(6), num_steps,
+                             trace_stride=3, log_every=5)
+    for name in params:
+      if mask[name]:
+        assert not np.array_equal(joint.params[name][r], params[name])
+        np.testing.assert_allclose(joint.params[name][r], single.params[name], rtol=2e-5,
+                                   atol=1e-6)
+      else:
+        np.testing.assert_array_equal(joint.params[name][r], params[name])
+    np.testing.assert_allclose(joint.loss_trace[r], single.loss_trace, rtol=2e-5)
+
+
+def test_joint_divergence_names_regime(caplog):
+  theta = data_lib.sample_sphere(jax.random.PRNGKey(4), (), D_FEATURES)
+  params = model_lib.init_params(jax.random.PRNGKey(1), D_FEATURES, init_std=1.0)
+  regime_list = (('zs_v', 'zs', 'v'), ('zsfs_all', 'zsfs', 'all'))
+  trainer = joint_trainer(fixed_task_sampler(theta), 200,
+                          regimes.make_optimizer('sgd', 1e4, clip_norm=None), regime_list)
+  result = train_lib.train(trainer, params, jax.random.PRNGKey(2), 200, log_every=50,
+                           name='blowup', seeds=np.array([7]))
+  step = int(result.nonfinite_step[1])
+  assert 0 <= step < 200
+  assert any(f'step {step}, seed 7, regime zsfs_all' in r.message for r in caplog.records)
+
+
+def test_joint_trainer_checks_regime_axis():
+  theta = data_lib.sample_sphere(jax.random.PRNGKey(4), (), D_FEATURES)
+  with pytest.raises(ValueError, match='4 regimes'):
+    train_lib.JointTrainer(
+        losses.make_joint_loss_fn(), fixed_task_sampler(theta), optax.sgd(0.1),
+        {'W_KQ': jnp.ones((4,), bool), 'W_V': jnp.ones((3,), bool)}, jnp.zeros((4,)),
+        ('a', 'b', 'c', 'd'))
