@@ -36,7 +36,8 @@ def zero_shot_loss(params: model_lib.Params,
                    prompts: data_lib.Prompts | sufficient.GramPrompts) -> Array:
   """Mean squared error of the prediction from the query token alone."""
   if isinstance(prompts, sufficient.GramPrompts):
-    return few_shot_loss(params, sufficient.query_only(prompts))
+    yhat_B, _ = sufficient.predict_zero_and_few_shot(params, prompts)
+    return jnp.mean(jnp.square(yhat_B - prompts.y_B))
   query_prompts = data_lib.Prompts(prompts.z_BxNxD[:, -1:, :], prompts.y_B)
   return few_shot_loss(params, query_prompts)
 
@@ -49,8 +50,11 @@ def zero_and_few_shot_losses(params: model_lib.Params,
   For a one-layer model on tokens, the zero-shot prediction is the query's own term of the
   few-shot sum (with `N = 1`), so both come from one pass over the tokens.
   """
-  one_layer = params['W_V'].shape[0] == 1
-  if isinstance(prompts, sufficient.GramPrompts) or not one_layer:
+  if isinstance(prompts, sufficient.GramPrompts):
+    yhat_zero_shot_B, yhat_few_shot_B = sufficient.predict_zero_and_few_shot(params, prompts)
+    return (jnp.mean(jnp.square(yhat_zero_shot_B - prompts.y_B)),
+            jnp.mean(jnp.square(yhat_few_shot_B - prompts.y_B)))
+  if params['W_V'].shape[0] != 1:
     return zero_shot_loss(params, prompts), few_shot_loss(params, prompts)
   z_BxNxD = prompts.z_BxNxD
   terms_BxN = model_lib.one_layer_token_terms(params, z_BxNxD)

@@ -137,15 +137,16 @@ def test_predict_from_gram_few_tokens(n):
   np.testing.assert_allclose(actual, expected, rtol=2e-5, atol=2e-5)
 
 
-def test_gram_from_tokens_fields():
-  prompts = token_prompts(2, SMALL_BATCH, SMALL_D, SMALL_N)
+@pytest.mark.parametrize('n', [SMALL_N, 70])  # 70 context tokens take the looped sum.
+def test_gram_from_tokens_fields(n):
+  prompts = token_prompts(2, SMALL_BATCH, SMALL_D, n)
   gram_prompts = sufficient.gram_from_tokens(prompts)
   context = np.asarray(prompts.z_BxNxD[:, :-1], np.float64)
   expected = np.einsum('bnd,bne->bde', context, context)
   np.testing.assert_allclose(gram_prompts.gram_BxDxD, expected, rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(gram_prompts.z_q_BxD, prompts.z_BxNxD[:, -1])
   np.testing.assert_array_equal(gram_prompts.y_B, prompts.y_B)
-  np.testing.assert_array_equal(gram_prompts.num_context, np.full(SMALL_BATCH, SMALL_N))
+  np.testing.assert_array_equal(gram_prompts.num_context, np.full(SMALL_BATCH, n))
 
 
 def test_losses_and_gradients_equal_tokens():
