@@ -9,11 +9,14 @@ JSON file and a Markdown summary on stdout, for BENCHMARKS.md.
 
 Sections:
   floor        random numbers per second (numpy and each JAX PRNG) and memory bandwidth
-  steps        pretraining and fine-tuning steps/s at the reference batch, against the floor
+  steps        pretraining and fine-tuning steps/s at the reference batch, against the floor;
+               fine-tuning one regime per run and all 6 regimes in one joint step
   attention    full N x N attention against the one-layer query-row path (loss + gradient)
   evaluation   exact risk over n = 0..40 on three tasks against Monte Carlo
-  seeds        seed scaling: S seeds in one vmapped call, S in --seed_counts
-  end_to_end   the quick and full paper runs: wall time, compile time, peak memory
+  seeds        seed scaling: S seeds in one vmapped call, S in --seed_counts, for both
+               pretraining samplers
+  end_to_end   the quick and full paper runs: wall time, compile time, peak memory, in
+               fresh processes with no compilation cache and with a warm one
   torch        the PyTorch baseline (benchmarks/torch_reference.py), if torch is installed
 """
 
@@ -36,7 +39,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from lafit import data as data_lib  # pylint: disable=g-import-not-at-top
+from lafit import cache  # pylint: disable=g-import-not-at-top
+from lafit import data as data_lib
 from lafit import evaluate
 from lafit import experiment
 from lafit import losses
@@ -138,6 +142,7 @@ def bench_steps(args, floor: dict) -> dict:
   num_tokens = N_SHOTS + 1
   token_bytes = BATCH * num_tokens * (D_FEATURES + 2) * 4
 
+  config.pretrain.sampler = 'tokens'
   pretrainer = experiment.pretrain_trainer(config)
   result = {'pretrain_s_per_step': time_steps(pretrainer, params, key, args.steps, args.repeats)}
   sample = jax.jit(pretrainer.sample_batch)
@@ -162,15 +167,26 @@ def bench_steps(args, floor: dict) -> dict:
 
   theta0 = data_lib.sample_sphere(key, (), D_FEATURES)
   dataset = data_lib.make_dataset(key, theta0, 100_000, x_std=1.0, noise_std=NOISE_STD)
-  sampler = experiment.finetune_sampler(config, theta0, dataset)
+  # One regime per run, on token batches: each regime samples its own batches.
+  token_sampler = experiment.finetune_sampler(config, theta0, dataset, reduce_to_gram=False)
   for loss in ('zs', 'zsfs'):
     for trainable in ('all', 'v', 'kq'):
       mask = regimes.trainable_mask(params, trainable)
-      trainer = train_lib.Trainer(losses.make_loss_fn(loss, 5000), sampler,
+      trainer = train_lib.Trainer(losses.make_loss_fn(loss, 5000), token_sampler,
                                   experiment.make_optimizer(config, 0.01, mask), mask)
       result[f'finetune_{loss}_{trainable}_s_per_step'] = time_steps(
           trainer, params, key, args.steps, args.repeats)
-  # Fine-tuning draws integers instead of normals: count each index as one draw.
+  # The default: all 6 regimes in one step on one shared batch, reduced to Gram matrices.
+  joint = experiment.joint_finetune_trainer(
+      config, experiment.regime_names(config),
+      experiment.finetune_sampler(config, theta0, dataset))
+  result['finetune_joint_6_regimes_s_per_step'] = time_steps(joint, params, key, args.steps,
+                                                              args.repeats)
+  sample_joint = jax.jit(joint.sample_batch)
+  result['finetune_joint_sampling_s'] = median_time(lambda: sample_joint(key, 0), args.repeats,
+                                                    inner=10)
+  # Fine-tuning draws integers instead of normals: count each index as one draw. The floor
+  # is that of one batch, whether one regime or all of them use it.
   result['finetune_floor_s'] = floor_seconds(floor, BATCH * num_tokens, 3 * token_bytes)
   return result
 
@@ -203,29 +219,34 @@ def bench_evaluation(args) -> dict:
   def exact():
     return [experiment._exact_curve(params, n_shots, t, NOISE_STD, 1.0) for t in thetas]  # pylint: disable=protected-access
 
-  def monte_carlo():
+  def monte_carlo(model_params):
     return [evaluate.monte_carlo_test_error(
-        params, key, data_lib.task_sampler(task, theta0), n_max=40, num_prompts=250_000,
+        model_params, key, data_lib.task_sampler(task, theta0), n_max=40, num_prompts=250_000,
         x_std=1.0, noise_std=NOISE_STD).mean for task in ('theta0', 'neg_theta0', 'sphere')]
 
+  # The 7 models of a paper run, scored on one shared sample.
+  keys = jax.random.split(key, 7)
+  stack = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES, init_std=0.3))(keys)
   result = {'exact_s': median_time(exact, args.repeats, inner=10),
-            'monte_carlo_250k_s': median_time(monte_carlo, args.repeats)}
+            'monte_carlo_250k_s': median_time(lambda: monte_carlo(params), args.repeats),
+            'monte_carlo_250k_7_models_s': median_time(lambda: monte_carlo(stack),
+                                                       args.repeats)}
   result['speedup'] = result['monte_carlo_250k_s'] / result['exact_s']
   return result
 
 
 def bench_seeds(args) -> dict:
-  config = reference_config()
   result = {}
+  for sampler in ('gram', 'tokens'):
+    config = reference_config()
+    config.pretrain.sampler = sampler
+    result[sampler] = seed_scaling(args, experiment.pretrain_trainer(config))
+  return result
 
-  def sampler(batch_key, step):
-    del step
-    key_tasks, key_prompts = jax.random.split(batch_key)
-    theta = data_lib.sample_sphere(key_tasks, (BATCH,), D_FEATURES)
-    return data_lib.sample_prompts(key_prompts, theta, N_SHOTS, x_std=1.0, noise_std=NOISE_STD)
 
-  trainer = train_lib.Trainer(losses.make_loss_fn('fs'), sampler,
-                              experiment.make_optimizer(config, 0.01, None))
+def seed_scaling(args, trainer) -> dict:
+  """Times pretraining steps of S seeds in one `jit(vmap(...))` call, S in --seed_counts."""
+  result = {}
   for num_seeds in args.seed_counts:
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     params = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES))(keys)
@@ -241,8 +262,10 @@ def bench_seeds(args) -> dict:
   return result
 
 
-def run_end_to_end(variant: str) -> dict:
-  """Runs one paper config in this process and returns wall, compile and memory figures."""
+def run_end_to_end(variant: str, cache_dir: str = '') -> dict:
+  """Runs one paper config in this process and returns wall, compile and memory figures.
+
+  With `cache_dir`, compiled programs are read from and written to that persistent cache."""
   compile_seconds = []
 
   def listener(event, duration, **kwargs):
@@ -251,6 +274,8 @@ def run_end_to_end(variant: str) -> dict:
       compile_seconds.append(duration)
 
   jax.monitoring.register_event_duration_secs_listener(listener)
+  if cache_dir:
+    cache.enable_compilation_cache(cache_dir)
   config = paper.get_config(variant)
   config.plots = False
   with tempfile.TemporaryDirectory() as workdir:
@@ -275,16 +300,24 @@ def peak_resident_kib() -> int:
 
 
 def bench_end_to_end(args) -> dict:
+  """Runs each variant in fresh processes: without a compilation cache, and with a warm one."""
   result = {}
-  for variant in args.variants:
-    runs = []
-    for _ in range(args.end_to_end_repeats):
-      done = subprocess.run([sys.executable, __file__, f'--_end_to_end={variant}'],
-                            capture_output=True, text=True, check=True, cwd=REPO)
-      runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    result[variant] = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
-    result[variant]['runs'] = len(runs)
+  with tempfile.TemporaryDirectory() as cache_dir:
+    for variant in args.variants:
+      for label, flags in (('cold', []), ('warm_cache', [f'--_cache_dir={cache_dir}'])):
+        if flags:  # Fill the cache first; this run is not timed.
+          end_to_end_process(variant, flags)
+        runs = [end_to_end_process(variant, flags) for _ in range(args.end_to_end_repeats)]
+        summary = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
+        summary['runs'] = len(runs)
+        result[f'{variant}_{label}'] = summary
   return result
+
+
+def end_to_end_process(variant: str, flags: list[str]) -> dict:
+  done = subprocess.run([sys.executable, __file__, f'--_end_to_end={variant}', *flags],
+                        capture_output=True, text=True, check=True, cwd=REPO)
+  return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def bench_torch(args) -> dict:
@@ -323,10 +356,11 @@ def main():
                       help='Runs of each end-to-end variant and of the torch baseline.')
   parser.add_argument('--out', default=None, help='Path of the JSON results file.')
   parser.add_argument('--_end_to_end', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--_cache_dir', default='', help=argparse.SUPPRESS)
   args = parser.parse_args()
 
   if args._end_to_end:  # pylint: disable=protected-access
-    print(json.dumps(run_end_to_end(args._end_to_end)))  # pylint: disable=protected-access
+    print(json.dumps(run_end_to_end(args._end_to_end, args._cache_dir)))  # pylint: disable=protected-access
     return
 
   sections = args.sections.split(',')

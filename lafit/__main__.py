@@ -1,6 +1,7 @@
 """Command line: `python -m lafit --config=runs/paper.py[:quick] --workdir=DIR`.
 
-Every config field can be overridden, e.g. `--config.finetune.num_steps=100`.
+Every config field can be overridden, e.g. `--config.finetune.num_steps=100`. Compiled
+programs are cached on disk (`--compilation_cache`, see `lafit.cache`).
 """
 
 import sys
@@ -10,6 +11,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from lafit import cache
 from lafit import claims
 from lafit import config as config_lib
 from lafit import experiment
@@ -18,6 +20,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, optionally with a variant: runs/paper.py:quick.',
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for results, models and figures.')
+_COMPILATION_CACHE = cache.define_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -31,6 +34,7 @@ def main(argv):
     experiment.check_workdir(_WORKDIR.value, _CONFIG.value.to_dict())
   except ValueError as error:
     sys.exit(f'Error: {error}')
+  cache.enable_compilation_cache(_COMPILATION_CACHE.value)
   results = experiment.run(_CONFIG.value, _WORKDIR.value)
   print(claims.summary(results['claims']))
   gaps = experiment.theory_summary(results)

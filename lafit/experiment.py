@@ -109,12 +109,13 @@ def pretrain(config: ml_collections.ConfigDict, params: model_lib.Params,
 
 
 def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
-                     dataset: data_lib.Dataset | None):
+                     dataset: data_lib.Dataset | None, *, reduce_to_gram: bool = True):
   """Returns `sample(key, step) -> prompts` of the task `theta0`.
 
   A one-layer model reads a prompt only through its query and context Gram matrix, so for
-  one layer the sampled tokens are reduced to `sufficient.GramPrompts` once per batch; every
-  regime that shares the batch then works on the small Gram matrices.
+  one layer (and `reduce_to_gram`) the sampled tokens are reduced to
+  `sufficient.GramPrompts` once per batch; every regime that shares the batch then works on
+  the small Gram matrices. The batches are the same either way, up to float rounding.
   """
   phase = config.finetune
 
@@ -127,7 +128,7 @@ def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
     else:
       prompts = data_lib.sample_prompts_from_dataset(batch_key, dataset, phase.batch_size,
                                                      phase.n_shots)
-    if config.num_layers == 1:
+    if reduce_to_gram and config.num_layers == 1:
       return sufficient.gram_from_tokens(prompts)
     return prompts
 

@@ -65,6 +65,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from lafit import aggregate
+from lafit import cache
 from lafit import config as config_lib
 from lafit import data as data_lib
 from lafit import evaluate
@@ -856,13 +857,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecor
 
 
 def define_flags() -> None:
-  """Defines --config and --workdir; only the command line calls it, so that importing
-  this module next to `lafit.__main__` defines no flag twice."""
+  """Defines --config, --workdir and --compilation_cache; only the command line calls it,
+  so that importing this module next to `lafit.__main__` defines no flag twice."""
   config_flags.DEFINE_config_file(
       'config', None, 'Sweep config file, optionally with a variant: '
       'runs/sweep_example.py:tiny. Fields can be overridden, e.g. --config.num_seeds=16.',
       lock_config=True)
   flags.DEFINE_string('workdir', None, 'Directory for the chunks, the summary and figures.')
+  cache.define_flag()
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -872,6 +874,7 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   config = flags.FLAGS.config
   make_plan(config)  # Rejects an invalid config before JAX starts.
+  cache.enable_compilation_cache(flags.FLAGS.compilation_cache)
   if config.distributed:
     # NOTE: the multi-host path is untested. jax.distributed.initialize() reads the
     # coordinator address, process count and process id from the cluster environment

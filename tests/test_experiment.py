@@ -217,11 +217,13 @@ def test_command_line_quick_overrides(tmp_path):
              f'--workdir={tmp_path}', '--config.d=3', '--config.pretrain.batch_size=128',
              '--config.pretrain.num_steps=20', '--config.finetune.num_steps=10',
              '--config.finetune.batch_size=128', '--config.eval.n_max=10',
-             '--config.plots=False', '--config.eval.theory=False']
+             '--config.plots=False', '--config.eval.theory=False',
+             f'--compilation_cache={tmp_path / "xla"}']
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr
   assert 'Claim 1' in done.stdout
   assert read_results(tmp_path)['n_shots'] == list(range(11))
+  assert len(os.listdir(tmp_path / 'xla')) > 10  # The compiled programs of the run.
 
 
 def test_command_line_bad_value(tmp_path):

@@ -33,7 +33,8 @@ NUM_CHUNKS = 4  # 2 grid points x 2 blocks of 3 seeds.
 
 
 def subprocess_env(num_devices: int | None) -> dict:
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  # No compilation cache: the sweep killed mid-way must compile as a fresh process does.
+  env = dict(os.environ, JAX_PLATFORMS='cpu', LAFIT_CACHE_DIR='')
   env.pop('XLA_FLAGS', None)
   if num_devices is not None:
     env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
