@@ -20,7 +20,8 @@ float rounding.
 
 A chunk is one grid point and one block of seeds. Every seed of a chunk trains in one
 compiled call, `vmap` over seeds inside `jit`, and the seed axis is sharded over all devices
-of a 1-D mesh with axis `seed`. A block whose size is not a multiple of the device count is
+of a 1-D mesh with axis `seed`. The fine-tuning regimes of a grid point train together, on
+shared batches, as in `experiment.finetune_all`. A block whose size is not a multiple of the device count is
 padded with copies of its last seed, and the copies' results are discarded.
 
 `run(config, workdir)` writes:
@@ -411,11 +412,11 @@ def pretrain_trainer(config: ml_collections.ConfigDict) -> train_lib.Trainer:
   return experiment.pretrain_trainer(config)
 
 
-def finetune_trainer(config: ml_collections.ConfigDict, loss: str, trainable: str, theta0,
-                     dataset) -> train_lib.Trainer:
-  """Builds the fine-tuning `Trainer` of `experiment.finetune` for one seed's task."""
-  return experiment.finetune_trainer(config, loss, trainable,
-                                     experiment.finetune_sampler(config, theta0, dataset))
+def finetune_trainer(config: ml_collections.ConfigDict, regime_list, theta0,
+                     dataset) -> train_lib.JointTrainer:
+  """Builds the joint fine-tuning of `experiment.finetune_all` for one seed's task."""
+  return experiment.joint_finetune_trainer(config, list(regime_list),
+                                           experiment.finetune_sampler(config, theta0, dataset))
 
 
 class SeedSetup(NamedTuple):
@@ -465,40 +466,41 @@ class GridPointRunner:
 
     return self._jit('setup', jax.vmap(setup_one))(_place(padded_seeds, self.sharding))
 
-  def _make_trainer(self, regime: tuple[str, str, str] | None, seed_data):
-    """Builds one seed's trainer: pretraining for `regime=None`, else fine-tuning."""
-    if regime is None:
+  def _make_trainer(self, regime_list: tuple[tuple[str, str, str], ...] | None, seed_data):
+    """Builds one seed's trainer: pretraining for `None`, else joint fine-tuning."""
+    if regime_list is None:
       return pretrain_trainer(self.config)
-    _, loss, trainable = regime
     theta0, dataset = seed_data
-    return finetune_trainer(self.config, loss, trainable, theta0, dataset)
+    return finetune_trainer(self.config, regime_list, theta0, dataset)
 
-  def train_phase(self, regime: tuple[str, str, str] | None, params, key, seed_data,
-                  num_real: int, log_prefix: str) -> PhaseResult:
+  def train_phase(self, regime_list: tuple[tuple[str, str, str], ...] | None, params, key,
+                  seed_data, num_real: int, log_prefix: str) -> PhaseResult:
     """Trains every seed from `params` in segments of `log_every` steps, like `train.train`.
 
-    `regime` is `(model name, loss, trainable)`, or `None` for pretraining. Each seed
+    `regime_list` holds `(model name, loss, trainable)` triples, trained together on shared
+    batches as in `experiment.finetune_all`, or is `None` for pretraining. Each seed
     fine-tunes on its own task: its trainer is built inside `vmap` from its slice of
     `seed_data`, `(theta0, dataset)`. Training stops early once every real seed has
-    diverged, and the loss trace is NaN after that step.
+    diverged in every regime, and the loss trace is NaN after that step. With regimes,
+    the arrays have a regime axis after the seed axis; `split_regimes` separates them.
     """
     config = self.config
-    if regime is None:
+    if regime_list is None:
       name, num_steps = experiment.PRETRAINED, config.pretrain.num_steps
     else:
-      name, num_steps = regime[0], config.finetune.num_steps
-      if name == FINETUNED:
-        name = f'{name} ({regime[1]}, {regime[2]})'
+      name, num_steps = 'finetune', config.finetune.num_steps
+      if [regime[0] for regime in regime_list] == [FINETUNED]:
+        name = f'{FINETUNED} ({regime_list[0][1]}, {regime_list[0][2]})'
 
     def init_one(params_one, key_one, data_one):
-      return self._make_trainer(regime, data_one).init(params_one, key_one)
+      return self._make_trainer(regime_list, data_one).init(params_one, key_one)
 
     def segment_one(state, data_one, length):
-      return self._make_trainer(regime, data_one).train_steps(state, length)
+      return self._make_trainer(regime_list, data_one).train_steps(state, length)
 
-    init = self._jit((regime, 'init'), jax.vmap(init_one))
-    segment = self._jit((regime, 'segment'), jax.vmap(segment_one, in_axes=(0, 0, None)),
-                        static_argnums=2)
+    init = self._jit((regime_list, 'init'), jax.vmap(init_one))
+    segment = self._jit((regime_list, 'segment'),
+                        jax.vmap(segment_one, in_axes=(0, 0, None)), static_argnums=2)
     state = init(params, key, seed_data)
 
     losses_list = []
@@ -511,7 +513,7 @@ class GridPointRunner:
       done += length
       rate = done / (time.perf_counter() - start_time)
       logging.info('%s %s: step %d/%d, mean loss %.5g, %.1f steps/s, ETA %.0f s', log_prefix,
-                   name, done, num_steps, _finite_mean(losses_list[-1][:, -1]), rate,
+                   name, done, num_steps, _finite_mean(losses_list[-1][..., -1]), rate,
                    (num_steps - done) / rate)
       nonfinite = _fetch(state.nonfinite_step, num_real)
       if np.all(nonfinite >= 0) and done < num_steps:
@@ -522,10 +524,22 @@ class GridPointRunner:
     seed_losses = np.concatenate(losses_list, axis=-1)
     if seed_losses.shape[-1] < num_steps:
       missing = num_steps - seed_losses.shape[-1]
-      seed_losses = np.pad(seed_losses, ((0, 0), (0, missing)), constant_values=np.nan)
+      pad_width = [(0, 0)] * (seed_losses.ndim - 1) + [(0, missing)]
+      seed_losses = np.pad(seed_losses, pad_width, constant_values=np.nan)
     loss_trace, trace_steps = train_lib.window_means(seed_losses, config.trace_stride)
     return PhaseResult(params=state.params, loss_trace=loss_trace, trace_steps=trace_steps,
                        nonfinite_step=np.asarray(_fetch(state.nonfinite_step, num_real)))
+
+  def split_regimes(self, joint: PhaseResult, num_regimes: int) -> list[PhaseResult]:
+    """Splits the result of a joint fine-tuning phase into one result per regime."""
+
+    def take(params, r):
+      return jax.tree_util.tree_map(lambda leaf: leaf[:, r], params)
+
+    split = self._jit('split_regimes', take, static_argnums=1)
+    return [PhaseResult(params=split(joint.params, r), loss_trace=joint.loss_trace[:, r],
+                        trace_steps=joint.trace_steps, nonfinite_step=joint.nonfinite_step[:, r])
+            for r in range(num_regimes)]
 
   def evaluate(self, params, theta0, key_eval, num_real: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns the test error and its standard error, shape (S, tasks, n_max + 1) each.
@@ -693,19 +707,20 @@ def run_chunk(runner: GridPointRunner, chunk: Chunk, workdir: str,
                  'and their results are discarded.', chunk.name, num_real, len(padded_seeds),
                  runner.num_devices, chunk.seeds[-1])
 
-  # Training: the regimes start from the same pretrained models and see the same batches.
+  # Training: the regimes start from the same pretrained models and are trained together,
+  # on the same batches.
   setup = runner.setup(padded_seeds)
   pretrained = _pretrain_block(runner, chunk, setup, num_real, workdir, is_writer)
   pretrain_diverged = pretrained.nonfinite_step >= 0
   results = {experiment.PRETRAINED: pretrained}
-  for regime in point.regimes:
-    if np.all(pretrain_diverged):
-      logging.warning('%s %s: skipped because pretraining diverged for every seed.',
-                      chunk.name, regime[0])
-      continue
-    results[regime[0]] = runner.train_phase(regime, pretrained.params, setup.keys[:, 4],
-                                            (setup.theta0, setup.dataset), num_real,
-                                            chunk.name)
+  if point.regimes and np.all(pretrain_diverged):
+    logging.warning('%s: fine-tuning skipped because pretraining diverged for every seed.',
+                    chunk.name)
+  elif point.regimes:
+    joint = runner.train_phase(tuple(point.regimes), pretrained.params, setup.keys[:, 4],
+                               (setup.theta0, setup.dataset), num_real, chunk.name)
+    for regime, result in zip(point.regimes, runner.split_regimes(joint, len(point.regimes))):
+      results[regime[0]] = result
 
   # Evaluation
   arrays = {'theta0': _fetch(setup.theta0, num_real), 'seeds': np.asarray(chunk.seeds)}
