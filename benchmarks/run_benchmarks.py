@@ -15,6 +15,8 @@ Sections:
   evaluation   exact risk over n = 0..40 on three tasks against Monte Carlo
   seeds        seed scaling: S seeds in one vmapped call, S in --seed_counts, for both
                pretraining samplers
+  sweep_seeds  the quick protocol for S seeds in one `lafit.sweep` call (runs/quick_seeds.py),
+               S in --sweep_seed_counts, wall time including compilation
   end_to_end   the quick and full paper runs: wall time, compile time, peak memory, in
                fresh processes with no compilation cache and with a warm one
   torch        the PyTorch baseline (benchmarks/torch_reference.py), if torch is installed
@@ -262,6 +264,27 @@ def seed_scaling(args, trainer) -> dict:
   return result
 
 
+def bench_sweep_seeds(args) -> dict:
+  """Times `python -m lafit.sweep` on `runs/quick_seeds.py` for each seed count, cold.
+
+  Each count runs once, in a fresh process with no compilation cache, so both sides pay
+  their compilation; the sweep trains blocks of `seeds_per_chunk` seeds per call.
+  """
+  result = {}
+  for num_seeds in args.sweep_seed_counts:
+    with tempfile.TemporaryDirectory() as workdir:
+      start = time.perf_counter()
+      subprocess.run([sys.executable, '-m', 'lafit.sweep', '--config=runs/quick_seeds.py',
+                      f'--workdir={workdir}', f'--config.num_seeds={num_seeds}',
+                      '--compilation_cache='], check=True, capture_output=True, cwd=REPO)
+      result[f'{num_seeds}_seeds_s'] = time.perf_counter() - start
+  base = args.sweep_seed_counts[0]
+  for num_seeds in args.sweep_seed_counts:
+    result[f'{num_seeds}_seeds_vs_{base}'] = (result[f'{num_seeds}_seeds_s']
+                                              / result[f'{base}_seeds_s'])
+  return result
+
+
 def run_end_to_end(variant: str, cache_dir: str = '') -> dict:
   """Runs one paper config in this process and returns wall, compile and memory figures.
 
@@ -338,7 +361,8 @@ def bench_torch(args) -> dict:
   return result
 
 
-SECTIONS = ('floor', 'steps', 'attention', 'evaluation', 'seeds', 'end_to_end', 'torch')
+SECTIONS = ('floor', 'steps', 'attention', 'evaluation', 'seeds', 'sweep_seeds', 'end_to_end',
+            'torch')
 
 
 def main():
@@ -350,6 +374,8 @@ def main():
                       help='Optimizer steps per timed scan in the steps and seeds sections.')
   parser.add_argument('--seed_counts', default='1,8,64,512',
                       help='Seed counts of the seeds section, comma-separated.')
+  parser.add_argument('--sweep_seed_counts', default='1,64',
+                      help='Seed counts of the sweep_seeds section, comma-separated.')
   parser.add_argument('--variants', default='quick,full',
                       help='Paper config variants of the end_to_end section.')
   parser.add_argument('--end_to_end_repeats', type=int, default=5,
@@ -370,6 +396,7 @@ def main():
   if args.repeats < 1:
     parser.error(f'--repeats must be >= 1, got {args.repeats}.')
   args.seed_counts = [int(s) for s in args.seed_counts.split(',')]
+  args.sweep_seed_counts = [int(s) for s in args.sweep_seed_counts.split(',')]
   args.variants = args.variants.split(',')
 
   results = {'machine': machine()}
