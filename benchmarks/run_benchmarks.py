@@ -268,7 +268,7 @@ def bench_sweep_seeds(args) -> dict:
   """Times `python -m lafit.sweep` on `runs/quick_seeds.py` for each seed count, cold.
 
   Each count runs once, in a fresh process with no compilation cache, so both sides pay
-  their compilation; the sweep trains blocks of `seeds_per_chunk` seeds per call.
+  their compilation. The sweep trains blocks of `seeds_per_chunk` seeds per call.
   """
   result = {}
   for num_seeds in args.sweep_seed_counts:

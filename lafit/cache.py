@@ -2,7 +2,7 @@
 
 Compiling the training scans, the population objective and the evaluation takes 10 to 15 s
 of each paper run on a 2-core CPU, the same every time for the same shapes. JAX can keep
-the compiled programs on disk; a later run with the same shapes and the same JAX version
+the compiled programs on disk, so a later run with the same shapes and the same JAX version
 loads them instead of compiling again. The command-line tools turn it on with
 `--compilation_cache=DIR` (default `$LAFIT_CACHE_DIR`, else `~/.cache/lafit/xla`); an empty
 value turns it off. Library users call `enable_compilation_cache` themselves, or not.

@@ -71,6 +71,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check_int(config, f'{phase}.batch_size', 1)
     _check_int(config, f'{phase}.num_steps', 1)
     _check_float(config, f'{phase}.learning_rate', minimum=0.0, strict=True)
+    _check_int(config, f'{phase}.average_steps', 0)
+    if _lookup(config, f'{phase}.average_steps') > _lookup(config, f'{phase}.num_steps'):
+      _fail(f'{phase}.average_steps', _lookup(config, f'{phase}.average_steps'),
+            f'expected at most {phase}.num_steps={_lookup(config, f"{phase}.num_steps")}')
 
   _check_choice(config, 'pretrain.sampler', PRETRAIN_SAMPLERS)
   if config.pretrain.sampler == 'gram' and config.num_layers != 1:

@@ -105,16 +105,16 @@ def pretrain(config: ml_collections.ConfigDict, params: model_lib.Params,
              key: jax.Array) -> TrainedModel:
   """Trains every parameter with the few-shot loss on a fresh sphere task per prompt."""
   return _train(config, pretrain_trainer(config), params, key, config.pretrain.num_steps,
-                PRETRAINED)
+                PRETRAINED, average_steps=config.pretrain.average_steps)
 
 
 def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
                      dataset: data_lib.Dataset | None, *, reduce_to_gram: bool = True):
   """Returns `sample(key, step) -> prompts` of the task `theta0`.
 
-  A one-layer model reads a prompt only through its query and context Gram matrix, so for
+  A one-layer model reads a prompt only through its query and context Gram matrix. So for
   one layer (and `reduce_to_gram`) the sampled tokens are reduced to
-  `sufficient.GramPrompts` once per batch; every regime that shares the batch then works on
+  `sufficient.GramPrompts` once per batch, and every regime that shares the batch works on
   the small Gram matrices. The batches are the same either way, up to float rounding.
   """
   phase = config.finetune
@@ -160,7 +160,8 @@ def finetune(config: ml_collections.ConfigDict, params: model_lib.Params, sample
              loss: str, trainable: str, key: jax.Array, name: str) -> TrainedModel:
   """Fine-tunes `params` under one regime with a fresh optimizer state."""
   trainer = finetune_trainer(config, loss, trainable, sample_batch)
-  return _train(config, trainer, params, key, config.finetune.num_steps, name)
+  return _train(config, trainer, params, key, config.finetune.num_steps, name,
+                average_steps=config.finetune.average_steps)
 
 
 def joint_finetune_trainer(config: ml_collections.ConfigDict, regime_list, sample_batch,
@@ -199,14 +200,17 @@ def finetune_all(config: ml_collections.ConfigDict, params: model_lib.Params, re
                  name: str = 'finetune') -> dict[str, TrainedModel]:
   """Fine-tunes `params` under every regime of `regime_list` in one compiled run.
 
-  Every regime starts from `params` with a fresh optimizer state and sees the same batch
-  at each step. Returns the trained model of each regime, by name.
+  Every regime starts from `params` with a fresh optimizer state and is trained on the
+  same batch at each step. Returns the trained model of each regime, by name.
   """
   trainer = joint_finetune_trainer(config, regime_list, sample_batch,
                                    population_theta0=population_theta0)
+  # Population training is deterministic gradient descent: it needs no averaging.
+  average_steps = config.finetune.average_steps if population_theta0 is None else 0
   result = train_lib.train(trainer, params, key, config.finetune.num_steps,
                            trace_stride=config.trace_stride, log_every=config.log_every,
-                           name=name, seeds=np.array([config.seed]))
+                           name=name, seeds=np.array([config.seed]),
+                           average_steps=average_steps)
   params_R = jax.device_get(result.params)
   return {regime: TrainedModel(params={k: v[r] for k, v in params_R.items()},
                                loss_trace=result.loss_trace[r], trace_steps=result.trace_steps,
@@ -214,9 +218,10 @@ def finetune_all(config: ml_collections.ConfigDict, params: model_lib.Params, re
           for r, (regime, _, _) in enumerate(regime_list)}
 
 
-def _train(config, trainer, params, key, num_steps, name) -> TrainedModel:
+def _train(config, trainer, params, key, num_steps, name, average_steps=0) -> TrainedModel:
   result = train_lib.train(trainer, params, key, num_steps, trace_stride=config.trace_stride,
-                           log_every=config.log_every, name=name, seeds=np.array([config.seed]))
+                           log_every=config.log_every, name=name, seeds=np.array([config.seed]),
+                           average_steps=average_steps)
   return TrainedModel(params=jax.device_get(result.params), loss_trace=result.loss_trace,
                       trace_steps=result.trace_steps,
                       nonfinite_step=int(result.nonfinite_step))
@@ -252,9 +257,9 @@ def _trained(workdir: str, name: str, train_fn) -> TrainedModel:
 def _trained_all(workdir: str, names: list[str], train_fn) -> dict[str, TrainedModel]:
   """Like `_trained` for models that `train_fn()` trains together in one run.
 
-  If any model is missing, the joint run is repeated whole, so a model comes out the same
-  whichever of its companions an earlier run finished (a smaller joint run would round
-  differently); finished models are kept as saved.
+  If any model is missing, the joint run is repeated whole, because a smaller joint run
+  would round differently. So a model is the same whichever of its companions an earlier
+  run finished. Finished models are kept as saved.
   """
   paths = {name: os.path.join(workdir, 'models', f'{name}.npz') for name in names}
   missing = [name for name in names if not os.path.exists(paths[name])]

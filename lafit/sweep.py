@@ -485,10 +485,12 @@ class GridPointRunner:
     the arrays have a regime axis after the seed axis; `split_regimes` separates them.
     """
     config = self.config
+    phase = config.pretrain if regime_list is None else config.finetune
+    num_steps, average_steps = phase.num_steps, phase.average_steps
     if regime_list is None:
-      name, num_steps = experiment.PRETRAINED, config.pretrain.num_steps
+      name = experiment.PRETRAINED
     else:
-      name, num_steps = 'finetune', config.finetune.num_steps
+      name = 'finetune'
       if [regime[0] for regime in regime_list] == [FINETUNED]:
         name = f'{FINETUNED} ({regime_list[0][1]}, {regime_list[0][2]})'
 
@@ -498,17 +500,35 @@ class GridPointRunner:
     def segment_one(state, data_one, length):
       return self._make_trainer(regime_list, data_one).train_steps(state, length)
 
+    def averaging_segment_one(state, data_one, length, reference):
+      trainer = self._make_trainer(regime_list, data_one)
+      return trainer.train_steps_averaging(state, length, reference)
+
     init = self._jit((regime_list, 'init'), jax.vmap(init_one))
     segment = self._jit((regime_list, 'segment'),
                         jax.vmap(segment_one, in_axes=(0, 0, None)), static_argnums=2)
+    averaging_segment = self._jit(
+        (regime_list, 'averaging_segment'),
+        jax.vmap(averaging_segment_one, in_axes=(0, 0, None, 0)), static_argnums=2)
     state = init(params, key, seed_data)
 
     losses_list = []
     start_time = time.perf_counter()
     done = 0
+    averaging_start = num_steps - average_steps
+    reference = deviation_sum = None
     while done < num_steps:
       length = min(config.log_every, num_steps - done)
-      state, segment_losses = segment(state, seed_data, length)
+      if done < averaging_start:
+        length = min(length, averaging_start - done)
+        state, segment_losses = segment(state, seed_data, length)
+      else:
+        if reference is None:
+          reference = state.params
+          deviation_sum = jax.tree_util.tree_map(jnp.zeros_like, reference)
+        state, segment_losses, segment_sum = averaging_segment(state, seed_data, length,
+                                                               reference)
+        deviation_sum = jax.tree_util.tree_map(jnp.add, deviation_sum, segment_sum)
       losses_list.append(np.asarray(_fetch(segment_losses, num_real)))
       done += length
       rate = done / (time.perf_counter() - start_time)
@@ -527,7 +547,11 @@ class GridPointRunner:
       pad_width = [(0, 0)] * (seed_losses.ndim - 1) + [(0, missing)]
       seed_losses = np.pad(seed_losses, pad_width, constant_values=np.nan)
     loss_trace, trace_steps = train_lib.window_means(seed_losses, config.trace_stride)
-    return PhaseResult(params=state.params, loss_trace=loss_trace, trace_steps=trace_steps,
+    params = state.params
+    if reference is not None and done == num_steps:
+      average = self._jit('average_params', train_lib.average_params, static_argnums=2)
+      params = average(reference, deviation_sum, average_steps)
+    return PhaseResult(params=params, loss_trace=loss_trace, trace_steps=trace_steps,
                        nonfinite_step=np.asarray(_fetch(state.nonfinite_step, num_real)))
 
   def split_regimes(self, joint: PhaseResult, num_regimes: int) -> list[PhaseResult]:

@@ -49,6 +49,32 @@ def _update(loss_of_params, optimizer, mask, params, opt_state):
   return new_params, opt_state, loss, jnp.isfinite(loss) & grads_finite
 
 
+def _scan_summing_deviations(step_fn, state: TrainState, num_steps: int, reference):
+  """Runs `num_steps` steps; also returns the sum over steps of `params - reference`."""
+
+  def body(carry, _):
+    state, total = carry
+    state, loss = step_fn(state)
+    total = jax.tree_util.tree_map(lambda t, p, r: t + (p - r), total, state.params,
+                                   reference)
+    return (state, total), loss
+
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, reference)
+  (state, total), losses = jax.lax.scan(body, (state, zeros), None, length=num_steps)
+  return state, losses, total
+
+
+def average_params(reference: model_lib.Params, deviation_sum: model_lib.Params,
+                   num_steps: int) -> model_lib.Params:
+  """Returns `reference + deviation_sum / num_steps`, the mean of the averaged iterates.
+
+  An entry whose deviations sum to exactly 0, as a frozen parameter's do, is returned as
+  `reference` itself, so frozen parameters stay bit-identical.
+  """
+  return jax.tree_util.tree_map(
+      lambda r, t: jnp.where(t == 0, r, r + t / num_steps), reference, deviation_sum)
+
+
 def _next_state(state: TrainState, params, opt_state, finite: Array) -> TrainState:
   nonfinite_step = jnp.where((state.nonfinite_step < 0) & ~finite, state.step,
                              state.nonfinite_step)
@@ -88,6 +114,11 @@ class Trainer:
   def train_steps(self, state: TrainState, num_steps: int) -> tuple[TrainState, Array]:
     """Runs `num_steps` steps in one `lax.scan`; returns the state and the losses."""
     return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_steps)
+
+  def train_steps_averaging(self, state: TrainState, num_steps: int, reference
+                            ) -> tuple[TrainState, Array, model_lib.Params]:
+    """Like `train_steps`, and also sums `params - reference` after each step."""
+    return _scan_summing_deviations(self.step, state, num_steps, reference)
 
 
 JointLossFn = Callable[[model_lib.Params, Batch, Array, Any], Array]
@@ -168,6 +199,13 @@ class JointTrainer:
     state, losses_TxR = jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_steps)
     return state, losses_TxR.T
 
+  def train_steps_averaging(self, state: TrainState, num_steps: int, reference
+                            ) -> tuple[TrainState, Array, model_lib.Params]:
+    """Like `train_steps`, and also sums `params - reference` after each step."""
+    state, losses_TxR, total = _scan_summing_deviations(self.step, state, num_steps,
+                                                        reference)
+    return state, losses_TxR.T, total
+
 
 class TrainResult(NamedTuple):
   """The outcome of `train`; with a seed axis every array gains a leading axis `S`."""
@@ -195,12 +233,12 @@ def window_means(losses: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarra
 
 def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array, num_steps: int, *,
           trace_stride: int = 10, log_every: int = 500, name: str = 'train',
-          seeds: np.ndarray | None = None) -> TrainResult:
+          seeds: np.ndarray | None = None, average_steps: int = 0) -> TrainResult:
   """Runs `num_steps` steps from `params`, logging progress.
 
   Args:
-    trainer: the run's loss, data, optimizer and mask; a `JointTrainer` trains its
-      regimes together, and every returned array gains a regime axis `R` after the seed
+    trainer: the run's loss, data, optimizer and mask. A `JointTrainer` trains its
+      regimes together, so every returned array gains a regime axis `R` after the seed
       axis (if any).
     params: starting parameters; with several seeds, either shared (no seed axis) or
       with a leading seed axis matching `key`.
@@ -212,14 +250,22 @@ def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array,
       compiled scan.
     name: the run's name in log lines.
     seeds: seed labels for messages, one per key; defaults to 0..S-1.
+    average_steps: if positive, the returned parameters are the mean of the iterates after
+      each of the last `average_steps` steps (Polyak-Ruppert tail averaging), which
+      removes most of the step-to-step noise of SGD around its stationary point; 0 (the
+      default) returns the last iterate. Frozen parameters stay bit-identical either way.
 
   Returns:
-    The final parameters, the loss trace and the first non-finite step of each seed.
+    The final (or averaged) parameters, the loss trace and the first non-finite step of
+    each seed.
   """
   for arg, value in (('num_steps', num_steps), ('trace_stride', trace_stride),
                      ('log_every', log_every)):
     if value < 1:
       raise ValueError(f'{arg} must be >= 1, got {value}.')
+  if not 0 <= average_steps <= num_steps:
+    raise ValueError(f'average_steps must be in [0, num_steps={num_steps}], got '
+                     f'{average_steps}.')
 
   if _is_key_batch(key):
     num_seeds = key.shape[0]
@@ -227,10 +273,13 @@ def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array,
     init = jax.vmap(trainer.init, in_axes=(0 if params_batched else None, 0))
     state = init(params, key)
     run = jax.jit(jax.vmap(trainer.train_steps, in_axes=(0, None)), static_argnums=1)
+    run_averaging = jax.jit(jax.vmap(trainer.train_steps_averaging, in_axes=(0, None, 0)),
+                            static_argnums=1)
   else:
     num_seeds = 1
     state = trainer.init(params, key)
     run = jax.jit(trainer.train_steps, static_argnums=1)
+    run_averaging = jax.jit(trainer.train_steps_averaging, static_argnums=1)
   if seeds is None:
     seeds = np.arange(num_seeds)
 
@@ -242,9 +291,19 @@ def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array,
   start_time = time.perf_counter()
   done = 0
   reported = np.zeros(len(labels), bool)
+  averaging_start = num_steps - average_steps
+  reference = deviation_sum = None
   while done < num_steps:
     segment = min(log_every, num_steps - done)
-    state, segment_losses = run(state, segment)
+    if done < averaging_start:
+      segment = min(segment, averaging_start - done)
+      state, segment_losses = run(state, segment)
+    else:
+      if reference is None:
+        reference = state.params
+        deviation_sum = jax.tree_util.tree_map(jnp.zeros_like, reference)
+      state, segment_losses, segment_sum = run_averaging(state, segment, reference)
+      deviation_sum = jax.tree_util.tree_map(jnp.add, deviation_sum, segment_sum)
     segment_losses = np.asarray(segment_losses)
     losses.append(segment_losses)
     done += segment
@@ -266,6 +325,9 @@ def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array,
 
   all_losses = np.concatenate(losses, axis=-1)
   loss_trace, trace_steps = window_means(all_losses, trace_stride)
-  return TrainResult(params=state.params, loss_trace=loss_trace, trace_steps=trace_steps,
+  params = state.params
+  if reference is not None and done == num_steps:
+    params = average_params(reference, deviation_sum, average_steps)
+  return TrainResult(params=params, loss_trace=loss_trace, trace_steps=trace_steps,
                      nonfinite_step=np.asarray(state.nonfinite_step))
 

@@ -53,6 +53,9 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.pretrain.batch_size = 5000
   config.pretrain.num_steps = 5000
   config.pretrain.learning_rate = 0.01
+  # 0: the model is the last iterate (the reference). K > 0: the mean of the iterates after
+  # each of the last K steps, which removes most of the SGD noise of the last iterate.
+  config.pretrain.average_steps = 0
   # tokens: sample every token. gram: sample each prompt's context Gram matrix, which has
   # the same distribution, costs 2 times less per step here and needs one layer.
   # auto: gram for one-layer models, tokens otherwise.
@@ -65,6 +68,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
   config.finetune.batch_size = 5000
   config.finetune.num_steps = 5000
   config.finetune.learning_rate = 0.01
+  config.finetune.average_steps = 0  # As pretrain.average_steps.
   config.finetune.dataset_size = 100_000  # Pairs drawn with replacement; 0 for fresh data.
   config.finetune.losses = ('zs', 'zsfs')
   config.finetune.trainable = ('all', 'v', 'kq')  # Merged; separate also allows k and q.

@@ -1,10 +1,10 @@
 r"""Many training seeds of the quick reference protocol, in one sweep call.
 
 Each seed runs `runs/paper.py:quick` (500 pretraining steps and 500 fine-tuning steps per
-regime, batch 5000, every regime) with exact evaluation. The seeds train in blocks of 8 in
-one compiled `vmap` call per block: on a 2-core CPU a block of 8 costs 1.02 times 8 single
-seeds per step, while one block of 64 costs 1.55 times 64, because its working set leaves
-the caches (`benchmarks/run_benchmarks.py --sections=seeds`). On an accelerator, larger
+regime, batch 5000, every regime) with exact evaluation. The seeds train in blocks of 8, one
+compiled `vmap` call per block. On a 2-core CPU a block of 8 costs 1.02 times 8 single seeds
+per step, but one block of 64 costs 1.55 times 64, because its working set leaves the
+caches (`benchmarks/run_benchmarks.py --sections=seeds`). On an accelerator, larger
 blocks (`--config.seeds_per_chunk=0`, all seeds at once) are the better choice.
 
   python -m lafit.sweep --config=runs/quick_seeds.py --workdir=/tmp/lafit_quick_seeds

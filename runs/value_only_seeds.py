@@ -39,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.base.plots = False
   config.base.finetune.trainable = ('v',)
   config.grid = ml_collections.ConfigDict()
+  # The last iterate (the reference), and the mean of the last 1000 iterates.
+  config.grid.finetune = ml_collections.ConfigDict()
+  config.grid.finetune.average_steps = (0, 1000)
   config.num_seeds = 5
   config.seeds_per_chunk = 0
   config.distributed = False

@@ -138,6 +138,9 @@ def test_finished_run_reevaluated(tmp_path, caplog):
     ('parameterization', 'tied', 'valid values are merged, separate'),
     ('eval.tasks', ('theta0', 'cube'), 'config.eval.tasks'),
     ('pretrain.sampler', 'dice', 'valid values are auto, tokens, gram'),
+    ('finetune.average_steps', 21,
+     'config.finetune.average_steps=21 is invalid: expected at most finetune.num_steps=20'),
+    ('pretrain.average_steps', -1, 'config.pretrain.average_steps=-1 is invalid'),
 ])
 def test_bad_config_rejected_before_work(tmp_path, field, value, message):
   config = tiny_config()

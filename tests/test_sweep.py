@@ -342,3 +342,22 @@ def test_divergent_pretraining_skips_finetuning(tmp_path, caplog):
           == [aggregate.STATUS['pretrain_diverged']] * 2)
   assert np.all(np.isnan(record.values))
   assert any('skipped because pretraining diverged' in r.getMessage() for r in caplog.records)
+
+
+def test_tail_average_matches_experiment_run(tmp_path):
+  config = tiny_config()
+  config.grid = ml_collections.ConfigDict()
+  config.num_seeds = 1
+  config.seeds_per_chunk = 0
+  config.base.plots = False
+  config.base.pretrain.average_steps = 5
+  config.base.finetune.average_steps = 4
+  sweep.run(config, str(tmp_path / 'sweep'))
+  point_config = sweep.make_plan(config).points[0].config
+  experiment.run(point_config, str(tmp_path / 'run'))
+  chunk = chunk_arrays(tmp_path / 'sweep', 'g0000_s0000-0000.npz')
+  for model in json.loads(str(chunk['meta']))['models']:
+    saved = io.read_npz(str(tmp_path / 'run' / 'models' / f'{model}.npz'))
+    for leaf in ('W_KQ', 'W_V'):
+      np.testing.assert_allclose(chunk[f'params/{model}/{leaf}'][0], saved[f'params/{leaf}'],
+                                 rtol=1e-5, atol=1e-6, err_msg=f'{model} {leaf}')

@@ -177,3 +177,49 @@ def test_joint_trainer_checks_regime_axis():
         losses.make_joint_loss_fn(), fixed_task_sampler(theta), optax.sgd(0.1),
         {'W_KQ': jnp.ones((4,), bool), 'W_V': jnp.ones((3,), bool)}, jnp.zeros((4,)),
         ('a', 'b', 'c', 'd'))
+
+
+@pytest.mark.parametrize('log_every', [4, 30])
+def test_tail_average_is_mean_of_last_iterates(log_every):
+  num_steps, average_steps = 12, 7
+  theta = data_lib.sample_sphere(jax.random.PRNGKey(4), (), D_FEATURES)
+  params = model_lib.init_params(jax.random.PRNGKey(5), D_FEATURES, init_std=0.3)
+  mask = regimes.trainable_mask(params, 'v')
+  trainer = train_lib.Trainer(losses.make_loss_fn('zsfs', num_steps), fixed_task_sampler(theta),
+                              regimes.make_optimizer('sgd', 0.05, mask=mask), mask)
+  result = train_lib.train(trainer, params, jax.random.PRNGKey(6), num_steps,
+                           log_every=log_every, average_steps=average_steps)
+  # Reference: step by step, averaging the last iterates in float64.
+  state = trainer.init(params, jax.random.PRNGKey(6))
+  iterates = []
+  for _ in range(num_steps):
+    state, _ = trainer.step(state)
+    iterates.append(np.asarray(state.params['W_V'], np.float64))
+  expected = np.mean(iterates[-average_steps:], axis=0)
+  np.testing.assert_allclose(result.params['W_V'], expected, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(expected, iterates[-1], rtol=1e-3)
+  np.testing.assert_array_equal(result.params['W_KQ'], params['W_KQ'])
+
+
+def test_tail_average_of_joint_regimes_keeps_frozen_bits():
+  num_steps = 10
+  theta = data_lib.sample_sphere(jax.random.PRNGKey(4), (), D_FEATURES)
+  params = model_lib.init_params(jax.random.PRNGKey(5), D_FEATURES, init_std=0.3)
+  trainer = joint_trainer(fixed_task_sampler(theta), num_steps,
+                          regimes.make_optimizer('sgd', 0.05))
+  last = train_lib.train(trainer, params, jax.random.PRNGKey(6), num_steps)
+  averaged = train_lib.train(trainer, params, jax.random.PRNGKey(6), num_steps,
+                             average_steps=num_steps)
+  np.testing.assert_array_equal(averaged.loss_trace, last.loss_trace)
+  for r, (_, _, trainable) in enumerate(REGIMES):
+    for name in params:
+      if regimes.trainable_mask(params, trainable)[name]:
+        assert not np.allclose(averaged.params[name][r], last.params[name][r], rtol=1e-4)
+      else:
+        np.testing.assert_array_equal(averaged.params[name][r], params[name])
+
+
+def test_bad_average_steps_rejected():
+  params = model_lib.init_params(jax.random.PRNGKey(1), D_FEATURES)
+  with pytest.raises(ValueError, match=r'average_steps must be in \[0, num_steps=5\], got 6'):
+    train_lib.train(make_trainer(), params, jax.random.PRNGKey(0), 5, average_steps=6)
