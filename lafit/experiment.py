@@ -245,17 +245,11 @@ def _load_model(path: str) -> TrainedModel:
 
 def _trained(workdir: str, name: str, train_fn) -> TrainedModel:
   """Loads model `name` from `workdir` if an earlier run finished it, else trains it."""
-  path = os.path.join(workdir, 'models', f'{name}.npz')
-  if os.path.exists(path):
-    logging.info('%s: reusing the finished model in %s.', name, path)
-    return _load_model(path)
-  model = train_fn()
-  _save_model(path, model)
-  return model
+  return _trained_all(workdir, [name], lambda: {name: train_fn()})[name]
 
 
 def _trained_all(workdir: str, names: list[str], train_fn) -> dict[str, TrainedModel]:
-  """Like `_trained` for models that `train_fn()` trains together in one run.
+  """Loads the models `names` from `workdir`, or trains them together with `train_fn()`.
 
   If any model is missing, the joint run is repeated whole, because a smaller joint run
   would round differently. So a model is the same whichever of its companions an earlier

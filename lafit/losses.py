@@ -36,7 +36,7 @@ def zero_shot_loss(params: model_lib.Params,
                    prompts: data_lib.Prompts | sufficient.GramPrompts) -> Array:
   """Mean squared error of the prediction from the query token alone."""
   if isinstance(prompts, sufficient.GramPrompts):
-    yhat_B, _ = sufficient.predict_zero_and_few_shot(params, prompts)
+    yhat_B = sufficient.predict_zero_shot(params, prompts)
     return jnp.mean(jnp.square(yhat_B - prompts.y_B))
   query_prompts = data_lib.Prompts(prompts.z_BxNxD[:, -1:, :], prompts.y_B)
   return few_shot_loss(params, query_prompts)

@@ -405,6 +405,17 @@ def predict_from_gram(params: model_lib.Params, prompts: GramPrompts) -> Array:
   return _few_shot_prediction(merged, prompts, query_kq_BxHxD)
 
 
+def predict_zero_shot(params: model_lib.Params, prompts: GramPrompts) -> Array:
+  """Returns a one-layer model's prediction from the query token alone, shape `(B,)`.
+
+  Equals `predict_from_gram(params, query_only(prompts))` without forming the query's
+  Gram matrix. Raises as `predict_from_gram`.
+  """
+  merged = _one_layer(params, prompts)
+  query_kq_BxHxD = jnp.einsum('bd,hde->bhe', prompts.z_q_BxD, merged['W_KQ'][0])
+  return _zero_shot_prediction(merged, prompts, query_kq_BxHxD)
+
+
 def predict_zero_and_few_shot(params: model_lib.Params, prompts: GramPrompts
                               ) -> tuple[Array, Array]:
   """Returns the zero-shot and few-shot predictions of a one-layer model, each `(B,)`.

@@ -188,6 +188,19 @@ def test_query_only_is_zero_shot():
                                   err_msg=field)
 
 
+@pytest.mark.parametrize('num_heads', [1, 2])
+def test_zero_shot_predictions_match_query_only(num_heads):
+  prompts = sufficient.gram_from_tokens(token_prompts(8, SMALL_BATCH, SMALL_D, SMALL_N))
+  params = random_params(9, SMALL_D, num_heads=num_heads)
+  expected = sufficient.predict_from_gram(params, sufficient.query_only(prompts))
+  zero_shot, few_shot = sufficient.predict_zero_and_few_shot(params, prompts)
+  np.testing.assert_allclose(sufficient.predict_zero_shot(params, prompts), expected,
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(zero_shot, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(few_shot, sufficient.predict_from_gram(params, prompts),
+                             rtol=1e-6)
+
+
 # ---------------------------------------------------------------------------
 # The chi-square sampler.
 
