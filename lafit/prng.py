@@ -1,0 +1,158 @@
+"""Threefry random numbers written so that XLA's CPU backend fuses them into one loop.
+
+On CPU, `jax.random` runs the 20 rounds of the threefry2x32 hash as a loop of 5 passes over
+whole arrays, each pass reading and writing every counter. Here the same hash is written as
+straight-line `jax.numpy` code, so XLA fuses the rounds and the conversion to floats into
+one loop over the output, with the counters kept in registers.
+
+`normal`, `uniform` and `randint` return the same values as their `jax.random` namesakes
+for the same key, bit for bit (float32 and int32; tests compare them). For anything else
+they call `jax.random`: keys of another PRNG implementation (`rbg`, `unsafe_rbg`), other
+dtypes, arrays of more than 2^32 entries, and JAX configured with
+`jax_threefry_partitionable=False`, whose counter layout differs.
+
+On a 2-core x86-64 CPU (jax 0.10.2), `normal` drew 525,000 float32 normals 1.4 to 2.5 times
+faster than `jax.random.normal` in repeated measurements; `benchmarks/run_benchmarks.py`
+measures both.
+"""
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+_THREEFRY = 'threefry2x32'
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_KEY_PARITY = np.uint32(0x1BD11BDA)
+_MAX_SIZE = 2 ** 32  # Up to this size the high word of every counter is 0.
+
+
+def _key_words(key: Array) -> Array | None:
+  """Returns the two uint32 words of a threefry key, or None where the fast path is off."""
+  if not jax.config.jax_threefry_partitionable:
+    return None
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if key.shape != () or str(jax.random.key_impl(key)) != _THREEFRY:
+      return None
+    return jax.random.key_data(key)
+  if jax.config.jax_default_prng_impl != _THREEFRY or key.shape != (2,):
+    return None
+  return key
+
+
+def _rotate_left(x: Array, distance: int) -> Array:
+  return lax.shift_left(x, np.uint32(distance)) | lax.shift_right_logical(
+      x, np.uint32(32 - distance))
+
+
+def threefry2x32(key_words: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+  """Applies the threefry2x32 hash (20 rounds) to the counter pairs `(x0, x1)`.
+
+  `key_words` contains the two uint32 words of the key. Every round is written out, so
+  XLA can fuse the whole hash with its producers and consumers.
+  """
+  k0, k1 = key_words[0], key_words[1]
+  schedule = (k0, k1, k0 ^ k1 ^ _KEY_PARITY)
+  x0 = x0 + schedule[0]
+  x1 = x1 + schedule[1]
+  for block in range(5):
+    for distance in _ROTATIONS[block % 2]:
+      x0 = x0 + x1
+      x1 = x0 ^ _rotate_left(x1, distance)
+    x0 = x0 + schedule[(block + 1) % 3]
+    x1 = x1 + schedule[(block + 2) % 3] + np.uint32(block + 1)
+  return x0, x1
+
+
+def _bits(key_words: Array, shape: tuple[int, ...]) -> Array:
+  """32 random bits per entry, as `jax.random.bits` gives them for a threefry key."""
+  size = int(np.prod(shape, dtype=np.int64))
+  low_BxK = lax.iota(np.uint32, size).reshape(shape)
+  word0, word1 = threefry2x32(key_words, jnp.zeros(shape, np.uint32), low_BxK)
+  return word0 ^ word1
+
+
+def _fast(key: Array, shape, dtype) -> tuple[Array | None, tuple[int, ...]]:
+  shape = tuple(int(s) for s in shape)
+  if np.prod(shape, dtype=np.int64) >= _MAX_SIZE:
+    return None, shape
+  if dtype is not None and np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.int32)):
+    return None, shape
+  return _key_words(jnp.asarray(key)), shape
+
+
+def _runtime_one(key_words: Array) -> Array:
+  """Returns float32 1, computed from the key so that XLA cannot fold it to a constant."""
+  odd = (key_words[0] | np.uint32(1)).astype(jnp.float32)
+  return odd / odd
+
+
+def _materialized(values: Array, runtime_one: Array) -> Array:
+  """Returns `values` unchanged, marked so that XLA computes them once into memory.
+
+  XLA's CPU backend counts integer arithmetic as cheap, so it fuses the hash into every
+  computation that reads its output and reruns the 20 rounds in each (erfinv alone reads
+  its argument twice). A division counts as expensive, and XLA does not duplicate it, so
+  dividing by a 1 that XLA cannot fold keeps the values in one buffer. `x / 1` is exact.
+  `lax.optimization_barrier` would not help: the CPU backend removes it before fusion.
+  """
+  return values / runtime_one
+
+
+def _unit_interval(bits: Array, minval, maxval) -> Array:
+  """Maps 32 random bits to float32 on `[minval, maxval)`, as `jax.random.uniform` does."""
+  mantissa = lax.shift_right_logical(bits, np.uint32(32 - 23))
+  one_to_two = lax.bitcast_convert_type(mantissa | np.float32(1.0).view(np.uint32),
+                                        np.float32)
+  floats = one_to_two - np.float32(1.0)
+  minval = jnp.asarray(minval, np.float32)
+  maxval = jnp.asarray(maxval, np.float32)
+  return lax.max(minval, floats * (maxval - minval) + minval)
+
+
+def uniform(key: Array, shape=(), dtype=jnp.float32, minval=0.0, maxval=1.0) -> Array:
+  """Samples uniform values on `[minval, maxval)`; equals `jax.random.uniform`."""
+  words, shape = _fast(key, shape, dtype)
+  if words is None or jnp.ndim(minval) or jnp.ndim(maxval):
+    return jax.random.uniform(key, shape, dtype, minval, maxval)
+  return _materialized(_unit_interval(_bits(words, shape), minval, maxval),
+                       _runtime_one(words))
+
+
+def normal(key: Array, shape=(), dtype=jnp.float32) -> Array:
+  """Samples standard normal values; equals `jax.random.normal`.
+
+  Like `jax.random.normal`, it maps a uniform variate on `(-1, 1)` through `sqrt(2) erfinv`.
+  """
+  words, shape = _fast(key, shape, dtype)
+  if words is None:
+    return jax.random.normal(key, shape, dtype)
+  low = np.nextafter(np.float32(-1.0), np.float32(0.0))
+  runtime_one = _runtime_one(words)
+  u = _materialized(_unit_interval(_bits(words, shape), low, np.float32(1.0)), runtime_one)
+  return _materialized(np.float32(np.sqrt(2.0)) * lax.erf_inv(u), runtime_one)
+
+
+def randint(key: Array, shape, minval: int, maxval: int) -> Array:
+  """Samples int32 values on `[minval, maxval)`; equals `jax.random.randint`.
+
+  `minval` and `maxval` are Python integers here. The two 32-bit draws per value are
+  combined as `jax.random.randint` combines them, in uint32 arithmetic. For a span above
+  2^16 its multiplier `(2^16 mod span)^2` wraps around to a multiple of 2^32, so the value
+  is the second draw modulo the span. The bias is then of order `span / 2^32`.
+  """
+  words, shape = _fast(key, shape, jnp.int32)
+  info = np.iinfo(np.int32)
+  if (words is None or not isinstance(minval, (int, np.integer))
+      or not isinstance(maxval, (int, np.integer))
+      or not info.min <= minval <= info.max or not info.min <= maxval <= info.max):
+    return jax.random.randint(key, shape, minval, maxval, jnp.int32)
+  key_high, key_low = jax.random.split(key)
+  high_bits = _bits(_key_words(key_high), shape)
+  low_bits = _bits(_key_words(key_low), shape)
+  span = np.uint32(max(int(maxval) - int(minval), 1))
+  multiplier = np.uint32(((2 ** 16 % int(span)) ** 2 % 2 ** 32) % int(span))
+  offset = (high_bits % span) * multiplier + low_bits % span
+  return jnp.int32(minval) + (offset % span).astype(jnp.int32)
