@@ -437,10 +437,11 @@ class GridPointRunner:
     self.sharding = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
     self._compiled: dict[Any, Callable] = {}
 
-  def _jit(self, cache_key, fn, static_argnums=()):
+  def _jit(self, cache_key, fn, static_argnums=(), compiler_options=None):
     if cache_key not in self._compiled:
       self._compiled[cache_key] = jax.jit(fn, static_argnums=static_argnums,
-                                          out_shardings=self.sharding)
+                                          out_shardings=self.sharding,
+                                          compiler_options=compiler_options)
     return self._compiled[cache_key]
 
   def setup(self, padded_seeds: np.ndarray) -> 'SeedSetup':
@@ -505,11 +506,14 @@ class GridPointRunner:
       return trainer.train_steps_averaging(state, length, reference)
 
     init = self._jit((regime_list, 'init'), jax.vmap(init_one))
+    options = train_lib.compiler_options()
     segment = self._jit((regime_list, 'segment'),
-                        jax.vmap(segment_one, in_axes=(0, 0, None)), static_argnums=2)
+                        jax.vmap(segment_one, in_axes=(0, 0, None)), static_argnums=2,
+                        compiler_options=options)
     averaging_segment = self._jit(
         (regime_list, 'averaging_segment'),
-        jax.vmap(averaging_segment_one, in_axes=(0, 0, None, 0)), static_argnums=2)
+        jax.vmap(averaging_segment_one, in_axes=(0, 0, None, 0)), static_argnums=2,
+        compiler_options=options)
     state = init(params, key, seed_data)
 
     losses_list = []

@@ -11,6 +11,7 @@ depend on how the steps are split into segments.
 """
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -27,6 +28,35 @@ Array = jax.Array
 Batch = Any
 LossFn = Callable[[model_lib.Params, Batch, Array], Array]
 BatchSampler = Callable[[Array, Array], Batch]
+
+
+# XLA's CPU backend hands some fusions of tiny products and reductions to the YNNPACK
+# library. For the training steps here that is slower: on a 2-core x86-64 CPU (jax 0.10.2)
+# the joint fine-tuning step of 6 regimes took 3.1 ms with it and 2.0 ms without it, and
+# the Gram pretraining step 2.9 ms and 2.5 ms (benchmarks/run_benchmarks.py).
+_CPU_TRAIN_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
+
+
+@functools.cache
+def _cpu_options_supported() -> bool:
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=_CPU_TRAIN_OPTIONS).lower(
+        np.float32(0)).compile()
+  except Exception:  # pylint: disable=broad-except
+    return False  # An XLA without this option.
+  return True
+
+
+def compiler_options() -> dict[str, str] | None:
+  """Returns the XLA options of the compiled training loops on the default backend.
+
+  On CPU this turns off YNNPACK fusions (see `_CPU_TRAIN_OPTIONS`), where XLA has the
+  option; elsewhere it returns `None`, the defaults. Pass it to `jax.jit` as
+  `compiler_options` when compiling `train_steps` outside `train`.
+  """
+  if jax.default_backend() != 'cpu' or not _cpu_options_supported():
+    return None
+  return dict(_CPU_TRAIN_OPTIONS)
 
 
 class TrainState(NamedTuple):
@@ -49,18 +79,38 @@ def _update(loss_of_params, optimizer, mask, params, opt_state):
   return new_params, opt_state, loss, jnp.isfinite(loss) & grads_finite
 
 
-def _scan_summing_deviations(step_fn, state: TrainState, num_steps: int, reference):
-  """Runs `num_steps` steps; also returns the sum over steps of `params - reference`."""
+def _batch_of(sample_batch: BatchSampler, state: TrainState, step: Array) -> Batch:
+  return sample_batch(jax.random.fold_in(state.key, step), step)
+
+
+def _scan_steps(sample_batch: BatchSampler, apply_batch, state: TrainState, num_steps: int,
+                reference=None):
+  """Runs `num_steps` steps in one `lax.scan`, sampling each batch one iteration ahead.
+
+  The iteration of step `t` draws the batch of step `t + 1` and carries it to the next
+  iteration. The draw does not depend on step `t`'s update, so XLA can run the two side
+  by side, and the batch is written once to the loop state instead of being recomputed
+  inside each computation that reads it. Each batch is still drawn from the key of its
+  own step, so the results equal those of `step` called `num_steps` times. One batch past
+  the last step is drawn and discarded.
+
+  With a `reference` (params), also returns the sum over steps of `params - reference`;
+  otherwise that sum is `None`.
+  """
 
   def body(carry, _):
-    state, total = carry
-    state, loss = step_fn(state)
-    total = jax.tree_util.tree_map(lambda t, p, r: t + (p - r), total, state.params,
-                                   reference)
-    return (state, total), loss
+    state, batch, total = carry
+    next_batch = _batch_of(sample_batch, state, state.step + 1)
+    state, loss = apply_batch(state, batch)
+    if reference is not None:
+      total = jax.tree_util.tree_map(lambda t, p, r: t + (p - r), total, state.params,
+                                     reference)
+    return (state, next_batch, total), loss
 
-  zeros = jax.tree_util.tree_map(jnp.zeros_like, reference)
-  (state, total), losses = jax.lax.scan(body, (state, zeros), None, length=num_steps)
+  total = None if reference is None else jax.tree_util.tree_map(jnp.zeros_like, reference)
+  first_batch = _batch_of(sample_batch, state, state.step)
+  (state, _, total), losses = jax.lax.scan(body, (state, first_batch, total), None,
+                                           length=num_steps)
   return state, losses, total
 
 
@@ -103,22 +153,26 @@ class Trainer:
     return TrainState(params=params, opt_state=self.optimizer.init(params), key=key,
                       step=jnp.zeros((), jnp.int32), nonfinite_step=-jnp.ones((), jnp.int32))
 
-  def step(self, state: TrainState) -> tuple[TrainState, Array]:
-    """Takes one optimizer step; returns the new state and the loss before the step."""
-    batch = self.sample_batch(jax.random.fold_in(state.key, state.step), state.step)
+  def apply_batch(self, state: TrainState, batch: Batch) -> tuple[TrainState, Array]:
+    """Takes one optimizer step on `batch`; returns the new state and the loss before it."""
     params, opt_state, loss, finite = _update(
         lambda params: self.loss_fn(params, batch, state.step), self.optimizer, self.mask,
         state.params, state.opt_state)
     return _next_state(state, params, opt_state, finite), loss
 
+  def step(self, state: TrainState) -> tuple[TrainState, Array]:
+    """Takes one optimizer step on the batch of `state.step`; returns the state and loss."""
+    return self.apply_batch(state, _batch_of(self.sample_batch, state, state.step))
+
   def train_steps(self, state: TrainState, num_steps: int) -> tuple[TrainState, Array]:
     """Runs `num_steps` steps in one `lax.scan`; returns the state and the losses."""
-    return jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_steps)
+    state, losses, _ = _scan_steps(self.sample_batch, self.apply_batch, state, num_steps)
+    return state, losses
 
   def train_steps_averaging(self, state: TrainState, num_steps: int, reference
                             ) -> tuple[TrainState, Array, model_lib.Params]:
     """Like `train_steps`, and also sums `params - reference` after each step."""
-    return _scan_summing_deviations(self.step, state, num_steps, reference)
+    return _scan_steps(self.sample_batch, self.apply_batch, state, num_steps, reference)
 
 
 JointLossFn = Callable[[model_lib.Params, Batch, Array, Any], Array]
@@ -182,9 +236,8 @@ class JointTrainer:
                       step=jnp.zeros((), jnp.int32),
                       nonfinite_step=-jnp.ones((self.num_regimes,), jnp.int32))
 
-  def step(self, state: TrainState) -> tuple[TrainState, Array]:
-    """Takes one step of every regime on one batch; returns the state and the `(R,)` losses."""
-    batch = self.sample_batch(jax.random.fold_in(state.key, state.step), state.step)
+  def apply_batch(self, state: TrainState, batch: Batch) -> tuple[TrainState, Array]:
+    """Takes one step of every regime on `batch`; returns the state and the `(R,)` losses."""
 
     def update(params, opt_state, mask, args):
       return _update(lambda p: self.loss_fn(p, batch, state.step, args), self._optimizer(mask),
@@ -194,16 +247,20 @@ class JointTrainer:
         state.params, state.opt_state, self.masks, self.loss_args)
     return _next_state(state, params, opt_state, finite_R), loss_R
 
+  def step(self, state: TrainState) -> tuple[TrainState, Array]:
+    """Takes one step of every regime on the batch of `state.step`."""
+    return self.apply_batch(state, _batch_of(self.sample_batch, state, state.step))
+
   def train_steps(self, state: TrainState, num_steps: int) -> tuple[TrainState, Array]:
     """Runs `num_steps` steps in one `lax.scan`; returns the state and `(R, T)` losses."""
-    state, losses_TxR = jax.lax.scan(lambda s, _: self.step(s), state, None, length=num_steps)
+    state, losses_TxR, _ = _scan_steps(self.sample_batch, self.apply_batch, state, num_steps)
     return state, losses_TxR.T
 
   def train_steps_averaging(self, state: TrainState, num_steps: int, reference
                             ) -> tuple[TrainState, Array, model_lib.Params]:
     """Like `train_steps`, and also sums `params - reference` after each step."""
-    state, losses_TxR, total = _scan_summing_deviations(self.step, state, num_steps,
-                                                        reference)
+    state, losses_TxR, total = _scan_steps(self.sample_batch, self.apply_batch, state,
+                                           num_steps, reference)
     return state, losses_TxR.T, total
 
 
@@ -272,14 +329,15 @@ def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array,
     params_batched = params['W_V'].ndim == 5
     init = jax.vmap(trainer.init, in_axes=(0 if params_batched else None, 0))
     state = init(params, key)
-    run = jax.jit(jax.vmap(trainer.train_steps, in_axes=(0, None)), static_argnums=1)
-    run_averaging = jax.jit(jax.vmap(trainer.train_steps_averaging, in_axes=(0, None, 0)),
-                            static_argnums=1)
+    train_steps = jax.vmap(trainer.train_steps, in_axes=(0, None))
+    train_steps_averaging = jax.vmap(trainer.train_steps_averaging, in_axes=(0, None, 0))
   else:
     num_seeds = 1
     state = trainer.init(params, key)
-    run = jax.jit(trainer.train_steps, static_argnums=1)
-    run_averaging = jax.jit(trainer.train_steps_averaging, static_argnums=1)
+    train_steps, train_steps_averaging = trainer.train_steps, trainer.train_steps_averaging
+  options = compiler_options()
+  run = jax.jit(train_steps, static_argnums=1, compiler_options=options)
+  run_averaging = jax.jit(train_steps_averaging, static_argnums=1, compiler_options=options)
   if seeds is None:
     seeds = np.arange(num_seeds)
 

@@ -70,6 +70,37 @@ def test_train_steps_is_pure_and_jittable():
   assert losses_a.shape == (5,)
 
 
+def test_scan_equals_steps_one_by_one():
+  # The scan draws each batch one iteration ahead; the batches and updates must be those
+  # of `step`, whose batch is drawn in the same iteration as its update.
+  trainer = make_trainer()
+  params = model_lib.init_params(jax.random.PRNGKey(1), D_FEATURES)
+  state = trainer.init(params, jax.random.PRNGKey(3))
+  scanned, scan_losses = jax.jit(trainer.train_steps, static_argnums=1)(state, 6)
+  step = jax.jit(trainer.step)
+  step_losses = []
+  for _ in range(6):
+    state, loss = step(state)
+    step_losses.append(loss)
+  np.testing.assert_allclose(scan_losses, step_losses, rtol=1e-6)
+  for name in params:
+    np.testing.assert_allclose(scanned.params[name], state.params[name], rtol=1e-6,
+                               atol=1e-7)
+  assert int(scanned.step) == int(state.step) == 6
+
+
+def test_compiler_options_keep_results():
+  options = train_lib.compiler_options()
+  if jax.default_backend() == 'cpu':
+    assert options is not None
+  trainer = make_trainer()
+  state = trainer.init(model_lib.init_params(jax.random.PRNGKey(1), D_FEATURES),
+                       jax.random.PRNGKey(3))
+  with_options = jax.jit(trainer.train_steps, static_argnums=1, compiler_options=options)
+  default = jax.jit(trainer.train_steps, static_argnums=1)
+  np.testing.assert_allclose(with_options(state, 4)[1], default(state, 4)[1], rtol=1e-6)
+
+
 def test_divergence_reported_with_step(caplog):
   trainer = make_trainer(learning_rate=1e4, clip_norm=None)
   params = model_lib.init_params(jax.random.PRNGKey(1), D_FEATURES, init_std=1.0)
