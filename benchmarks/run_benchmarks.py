@@ -8,7 +8,8 @@ JSON file and a Markdown summary on stdout, for BENCHMARKS.md.
     python benchmarks/run_benchmarks.py --sections=steps,evaluation --repeats=5
 
 Sections:
-  floor        random numbers per second (numpy and each JAX PRNG) and memory bandwidth
+  floor        random numbers per second (numpy, torch if installed, each JAX PRNG and
+               lafit.prng) and memory bandwidth
   steps        pretraining and fine-tuning steps/s at the reference batch, against the floor;
                fine-tuning one regime per run and all 6 regimes in one joint step
   attention    full N x N attention against the one-layer query-row path (loss + gradient)
@@ -47,6 +48,7 @@ from lafit import evaluate
 from lafit import experiment
 from lafit import losses
 from lafit import model as model_lib
+from lafit import prng
 from lafit import regimes
 from lafit import train as train_lib
 from runs import paper
@@ -98,6 +100,26 @@ def jax_normals_per_second(impl: str, repeats: int) -> float:
   return size / median_time(lambda: sample(key), repeats)
 
 
+def lafit_normals_per_second(repeats: int) -> float:
+  size = 4_000_000
+  sample = jax.jit(lambda key: prng.normal(key, (size,)))
+  return size / median_time(lambda: sample(jax.random.PRNGKey(0)), repeats)
+
+
+def torch_normals_per_second(repeats: int, threads: int) -> float | None:
+  if importlib.util.find_spec('torch') is None:
+    return None
+  import torch  # pylint: disable=g-import-not-at-top
+  size = 4_000_000
+  previous = torch.get_num_threads()
+  torch.set_num_threads(threads)
+  out = torch.empty(size, dtype=torch.float32)
+  try:
+    return size / median_time(lambda: out.normal_(), repeats)
+  finally:
+    torch.set_num_threads(previous)
+
+
 def bandwidth_bytes_per_second(repeats: int) -> float:
   """Copy bandwidth (bytes read plus written) of a 200 MB float32 array in numpy."""
   source = np.ones(50_000_000, np.float32)
@@ -114,12 +136,17 @@ def bench_floor(args) -> dict:
   }
   for impl in ('threefry2x32', 'rbg', 'unsafe_rbg'):
     result[f'jax_normals_per_s_{impl}'] = jax_normals_per_second(impl, args.repeats)
+  result['lafit_prng_normals_per_s'] = lafit_normals_per_second(args.repeats)
+  for threads in sorted({1, os.cpu_count()}):
+    rate = torch_normals_per_second(args.repeats, threads)
+    if rate is not None:
+      result[f'torch_normals_per_s_{threads}_threads'] = rate
   return result
 
 
 def floor_seconds(floor: dict, normals: float, bytes_moved: float) -> float:
   """Estimates the time of `normals` draws plus `bytes_moved` at this machine's best rates."""
-  best_rate = max(v for k, v in floor.items() if k.startswith(('numpy_normals', 'jax_normals')))
+  best_rate = max(v for k, v in floor.items() if '_normals_per_s' in k)
   return normals / best_rate + bytes_moved / floor['bandwidth_bytes_per_s']
 
 
@@ -133,7 +160,8 @@ def reference_config():
 def time_steps(trainer, params, key, num_steps: int, repeats: int) -> float:
   """Returns the median seconds per step of a compiled `num_steps`-step scan."""
   state = trainer.init(params, key)
-  run = jax.jit(trainer.train_steps, static_argnums=1)
+  run = jax.jit(trainer.train_steps, static_argnums=1,
+                compiler_options=train_lib.compiler_options())
   return median_time(lambda: run(state, num_steps), repeats) / num_steps
 
 
@@ -253,7 +281,8 @@ def seed_scaling(args, trainer) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     params = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES))(keys)
     state = jax.vmap(trainer.init)(params, keys)
-    run = jax.jit(jax.vmap(trainer.train_steps, in_axes=(0, None)), static_argnums=1)
+    run = jax.jit(jax.vmap(trainer.train_steps, in_axes=(0, None)), static_argnums=1,
+                  compiler_options=train_lib.compiler_options())
     steps = max(1, args.steps // num_seeds)
     seconds = median_time(lambda: run(state, steps), max(3, args.repeats // 2)) / steps
     result[f'{num_seeds}_seeds_s_per_step'] = seconds
@@ -350,7 +379,7 @@ def bench_torch(args) -> dict:
   result = {}
   for name, steps in (('quick', 500),):
     runs = []
-    for _ in range(args.end_to_end_repeats):
+    for _ in range(args.torch_repeats or args.end_to_end_repeats):
       with tempfile.NamedTemporaryFile(suffix='.json') as out:
         subprocess.run([sys.executable, script, f'--pretrain_steps={steps}',
                         f'--finetune_steps={steps}', f'--json_out={out.name}'],
@@ -380,6 +409,8 @@ def main():
                       help='Paper config variants of the end_to_end section.')
   parser.add_argument('--end_to_end_repeats', type=int, default=5,
                       help='Runs of each end-to-end variant and of the torch baseline.')
+  parser.add_argument('--torch_repeats', type=int, default=0,
+                      help='Runs of the torch baseline; 0 uses --end_to_end_repeats.')
   parser.add_argument('--out', default=None, help='Path of the JSON results file.')
   parser.add_argument('--_end_to_end', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--_cache_dir', default='', help=argparse.SUPPRESS)
