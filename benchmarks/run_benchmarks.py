@@ -13,7 +13,8 @@ Sections:
   steps        pretraining and fine-tuning steps/s at the reference batch, against the floor;
                fine-tuning one regime per run and all 6 regimes in one joint step
   attention    full N x N attention against the one-layer query-row path (loss + gradient)
-  evaluation   exact risk over n = 0..40 on three tasks against Monte Carlo
+  evaluation   exact risk over n = 0..40 on three tasks against Monte Carlo, and the
+               Monte Carlo floor
   seeds        seed scaling: S seeds in one vmapped call, S in --seed_counts, for both
                pretraining samplers
   sweep_seeds  the quick protocol for S seeds in one `lafit.sweep` call (runs/quick_seeds.py),
@@ -44,7 +45,6 @@ sys.path.insert(0, REPO)
 
 from lafit import cache  # pylint: disable=g-import-not-at-top
 from lafit import data as data_lib
-from lafit import evaluate
 from lafit import experiment
 from lafit import losses
 from lafit import model as model_lib
@@ -239,29 +239,43 @@ def bench_attention(args) -> dict:
   return result
 
 
-def bench_evaluation(args) -> dict:
+def bench_evaluation(args, floor: dict) -> dict:
+  """Times exact and Monte Carlo test error at n = 0..40 on theta0, -theta0 and the sphere.
+
+  Monte Carlo runs as in a paper run (`experiment.monte_carlo_curves`): one compiled call
+  for all tasks, 250,000 prompts per task (the reference's 5 x 50,000), every model of a
+  stack scored on one shared sample.
+  """
   key = jax.random.PRNGKey(2)
   params = model_lib.init_params(key, D_FEATURES, init_std=0.3)
   theta0 = data_lib.sample_sphere(key, (), D_FEATURES)
   n_shots = jnp.arange(41)
   thetas = (theta0, -theta0, None)
+  tasks = ('theta0', 'neg_theta0', 'sphere')
+  num_prompts = 250_000
 
   def exact():
     return [experiment._exact_curve(params, n_shots, t, NOISE_STD, 1.0) for t in thetas]  # pylint: disable=protected-access
 
-  def monte_carlo(model_params):
-    return [evaluate.monte_carlo_test_error(
-        model_params, key, data_lib.task_sampler(task, theta0), n_max=40, num_prompts=250_000,
-        x_std=1.0, noise_std=NOISE_STD).mean for task in ('theta0', 'neg_theta0', 'sphere')]
+  def monte_carlo(params_M):
+    return experiment._monte_carlo_curves(  # pylint: disable=protected-access
+        params_M, key, theta0, 1.0, NOISE_STD, tasks=tasks, n_max=40,
+        num_prompts=num_prompts, chunk_size=10_000)
 
-  # The 7 models of a paper run, scored on one shared sample.
+  one = jax.tree_util.tree_map(lambda leaf: leaf[None], params)
   keys = jax.random.split(key, 7)
-  stack = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES, init_std=0.3))(keys)
+  seven = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES, init_std=0.3))(keys)
   result = {'exact_s': median_time(exact, args.repeats, inner=10),
-            'monte_carlo_250k_s': median_time(lambda: monte_carlo(params), args.repeats),
-            'monte_carlo_250k_7_models_s': median_time(lambda: monte_carlo(stack),
+            'monte_carlo_250k_s': median_time(lambda: monte_carlo(one), args.repeats),
+            'monte_carlo_250k_7_models_s': median_time(lambda: monte_carlo(seven),
                                                        args.repeats)}
   result['speedup'] = result['monte_carlo_250k_s'] / result['exact_s']
+  # Per prompt: 41 tokens of d + 1 normals, and d more for a sphere task; the tokens are
+  # written once and read once.
+  num_tokens = 41
+  normals = len(tasks) * num_prompts * (num_tokens * (D_FEATURES + 1) + D_FEATURES)
+  token_bytes = len(tasks) * num_prompts * num_tokens * (D_FEATURES + 2) * 4
+  result['monte_carlo_floor_s'] = floor_seconds(floor, normals, 2 * token_bytes)
   return result
 
 
@@ -437,8 +451,8 @@ def main():
     if section == 'floor':
       continue
     print(f'running {section} ...', file=sys.stderr, flush=True)
-    if section == 'steps':
-      results[section] = bench_steps(args, floor)
+    if section in ('steps', 'evaluation'):
+      results[section] = globals()[f'bench_{section}'](args, floor)
     else:
       results[section] = globals()[f'bench_{section}'](args)
   text = json.dumps(results, indent=2)
