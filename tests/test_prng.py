@@ -31,6 +31,17 @@ def test_uniform_matches_jax(shape):
           jax.jit(lambda k: jax.random.uniform(k, shape, jnp.float32, *bounds))(key))
 
 
+def test_uniform_gradient_of_bounds():
+  key = jax.random.PRNGKey(4)
+
+  def mean_sample(sample):
+    return lambda low, high: jnp.mean(sample(key, (50,), jnp.float32, low, high))
+
+  expected = jax.grad(mean_sample(jax.random.uniform), argnums=(0, 1))(-1.0, 2.0)
+  actual = jax.grad(mean_sample(prng.uniform), argnums=(0, 1))(-1.0, 2.0)
+  np.testing.assert_allclose(actual, expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize('bounds', [(0, 100_000), (-5, 7), (3, 4), (4, 2),
                                     (-2 ** 31, 2 ** 31 - 1)])
 def test_randint_matches_jax(bounds):
