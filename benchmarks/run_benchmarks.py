@@ -262,11 +262,11 @@ def bench_evaluation(args, floor: dict) -> dict:
         params_M, key, theta0, 1.0, NOISE_STD, tasks=tasks, n_max=40,
         num_prompts=num_prompts, chunk_size=10_000)
 
-  one = jax.tree_util.tree_map(lambda leaf: leaf[None], params)
+  single_model = jax.tree_util.tree_map(lambda leaf: leaf[None], params)
   keys = jax.random.split(key, 7)
   seven = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES, init_std=0.3))(keys)
   result = {'exact_s': median_time(exact, args.repeats, inner=10),
-            'monte_carlo_250k_s': median_time(lambda: monte_carlo(one), args.repeats),
+            'monte_carlo_250k_s': median_time(lambda: monte_carlo(single_model), args.repeats),
             'monte_carlo_250k_7_models_s': median_time(lambda: monte_carlo(seven),
                                                        args.repeats)}
   result['speedup'] = result['monte_carlo_250k_s'] / result['exact_s']

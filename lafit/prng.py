@@ -95,9 +95,9 @@ def _computed_once(compute, key_words: Array) -> Array:
   before fusion.
   """
   odd = key_words[0] | np.uint32(1)
-  one = (odd // odd).astype(jnp.int32)
+  trip_count = (odd // odd).astype(jnp.int32)
   shape_dtype = jax.eval_shape(compute)
-  return lax.fori_loop(0, one, lambda i, previous: compute(),
+  return lax.fori_loop(0, trip_count, lambda i, previous: compute(),
                        jnp.zeros(shape_dtype.shape, shape_dtype.dtype))
 
 

@@ -31,9 +31,9 @@ BatchSampler = Callable[[Array, Array], Batch]
 
 
 # XLA's CPU backend hands some fusions of tiny products and reductions to the YNNPACK
-# library. For the training steps here that is slower: on a 2-core x86-64 CPU (jax 0.10.2)
-# the joint fine-tuning step of 6 regimes took 3.1 ms with it and 2.0 ms without it, and
-# the Gram pretraining step 2.9 ms and 2.5 ms (benchmarks/run_benchmarks.py).
+# library, which is slower for the training steps here. On a 2-core x86-64 CPU (jax 0.10.2)
+# the joint fine-tuning step of 6 regimes took 3.1 ms with YNNPACK and 2.0 ms without it.
+# The Gram pretraining step took 2.9 ms and 2.5 ms (benchmarks/run_benchmarks.py).
 _CPU_TRAIN_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 
@@ -43,15 +43,15 @@ def _cpu_options_supported() -> bool:
     jax.jit(lambda x: x + 1, compiler_options=_CPU_TRAIN_OPTIONS).lower(
         np.float32(0)).compile()
   except Exception:  # pylint: disable=broad-except
-    return False  # An XLA without this option.
+    return False  # This XLA version does not have the option.
   return True
 
 
 def compiler_options() -> dict[str, str] | None:
   """Returns the XLA options of the compiled training loops on the default backend.
 
-  On CPU this turns off YNNPACK fusions (see `_CPU_TRAIN_OPTIONS`), where XLA has the
-  option; elsewhere it returns `None`, the defaults. Pass it to `jax.jit` as
+  On CPU this turns off YNNPACK fusions (see `_CPU_TRAIN_OPTIONS`) where XLA has the
+  option. Elsewhere it returns `None`, the defaults. Pass it to `jax.jit` as
   `compiler_options` when compiling `train_steps` outside `train`.
   """
   if jax.default_backend() != 'cpu' or not _cpu_options_supported():

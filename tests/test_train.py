@@ -71,8 +71,8 @@ def test_train_steps_is_pure_and_jittable():
 
 
 def test_scan_equals_steps_one_by_one():
-  # The scan draws each batch one iteration ahead; the batches and updates must be those
-  # of `step`, whose batch is drawn in the same iteration as its update.
+  # The scan draws each batch one iteration ahead, so its batches and updates must equal
+  # those of `step`, which draws the batch in the same iteration as the update.
   trainer = make_trainer()
   params = model_lib.init_params(jax.random.PRNGKey(1), D_FEATURES)
   state = trainer.init(params, jax.random.PRNGKey(3))
