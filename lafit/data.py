@@ -119,11 +119,23 @@ def make_dataset(key: Array, theta: Array, size: int, *, x_std: float,
   return Dataset(x_Mxd=x_Mxd, y_M=y_M)
 
 
+def dataset_indices(key: Array, dataset_size: int, batch_size: int, n: int) -> Array:
+  """Returns the `(batch_size, n + 1)` pair indices of `sample_prompts_from_dataset`."""
+  return prng.randint(key, (batch_size, n + 1), 0, dataset_size)
+
+
 def sample_prompts_from_dataset(key: Array, dataset: Dataset, batch_size: int,
                                 n: int) -> Prompts:
   """Draws `batch_size` prompts of `n + 1` pairs uniformly with replacement from `dataset`.
 
   The last pair of each prompt is its query.
   """
-  index_BxN = prng.randint(key, (batch_size, n + 1), 0, dataset.y_M.shape[0])
+  index_BxN = dataset_indices(key, dataset.y_M.shape[0], batch_size, n)
   return make_tokens(dataset.x_Mxd[index_BxN], dataset.y_M[index_BxN])
+
+
+def dataset_tokens(dataset: Dataset) -> Array:
+  """Returns every pair of `dataset` as a context token `(1, x, y)`, shape `(M, D)`."""
+  x_Mxd = dataset.x_Mxd
+  return jnp.concatenate([jnp.ones((x_Mxd.shape[0], 1), x_Mxd.dtype), x_Mxd,
+                          dataset.y_M[:, None]], axis=1)

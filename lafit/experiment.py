@@ -118,6 +118,11 @@ def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
   the small Gram matrices. The batches are the same either way, up to float rounding.
   """
   phase = config.finetune
+  reduce = reduce_to_gram and config.num_layers == 1
+  if reduce and dataset is not None:
+    tokens_MxD = data_lib.dataset_tokens(dataset)
+    return lambda batch_key, step: sufficient.sample_gram_prompts_from_dataset(
+        batch_key, tokens_MxD, phase.batch_size, phase.n_shots)
 
   def sample_batch(batch_key, step):
     del step
@@ -128,7 +133,7 @@ def finetune_sampler(config: ml_collections.ConfigDict, theta0: jax.Array,
     else:
       prompts = data_lib.sample_prompts_from_dataset(batch_key, dataset, phase.batch_size,
                                                      phase.n_shots)
-    if reduce_to_gram and config.num_layers == 1:
+    if reduce:
       return sufficient.gram_from_tokens(prompts)
     return prompts
 

@@ -149,6 +149,19 @@ def test_gram_from_tokens_fields(n):
   np.testing.assert_array_equal(gram_prompts.num_context, np.full(SMALL_BATCH, n))
 
 
+def test_dataset_sampler_equals_tokens():
+  theta = np.array([0.6, 0.0, 0.8], np.float32)
+  dataset = data_lib.make_dataset(jax.random.PRNGKey(4), theta, 300, x_std=1.0,
+                                  noise_std=0.3)
+  key = jax.random.PRNGKey(5)
+  expected = sufficient.gram_from_tokens(
+      data_lib.sample_prompts_from_dataset(key, dataset, SMALL_BATCH, SMALL_N))
+  actual = sufficient.sample_gram_prompts_from_dataset(
+      key, data_lib.dataset_tokens(dataset), SMALL_BATCH, SMALL_N)
+  for field in sufficient.GramPrompts._fields:
+    np.testing.assert_array_equal(getattr(actual, field), getattr(expected, field), field)
+
+
 def test_losses_and_gradients_equal_tokens():
   prompts = token_prompts(4, SMALL_BATCH, SMALL_D, SMALL_N)
   gram_prompts = sufficient.gram_from_tokens(prompts)
@@ -438,6 +451,13 @@ def test_sampler_rejects_bad_input():
     sample(x_std=-1.0)
   with pytest.raises(ValueError, match='noise_std must be finite and >= 0'):
     sample(noise_std=float('nan'))
+  tokens = jnp.ones((10, 6))
+  with pytest.raises(ValueError, match=r'tokens_MxD must have shape \(M, D\)'):
+    sufficient.sample_gram_prompts_from_dataset(jax.random.PRNGKey(0), tokens[0], 4, 3)
+  with pytest.raises(ValueError, match='batch_size must be >= 1, got 0'):
+    sufficient.sample_gram_prompts_from_dataset(jax.random.PRNGKey(0), tokens, 0, 3)
+  with pytest.raises(ValueError, match='n must be >= 0, got -1'):
+    sufficient.sample_gram_prompts_from_dataset(jax.random.PRNGKey(0), tokens, 4, -1)
   with pytest.raises(ValueError, match='df must be >= 0'):
     sufficient.sample_chisquare(jax.random.PRNGKey(0), jnp.array([2, -1]))
   with pytest.raises(ValueError, match='df must be an integer'):
