@@ -228,11 +228,14 @@ def test_chisquare_matches_distribution():
     assert abs(sample.mean() - df) < NUM_SE * math.sqrt(2.0 * df / NUM_PROMPTS), f'df={df}'
 
 
-def test_chisquare_exact_with_tiny_retry_buffer():
-  # A buffer of one entry forces one retry pass per rejected variate.
+@pytest.mark.parametrize('group_size', [1, 3, 20_000])
+def test_chisquare_exact_for_any_retry_group(group_size):
+  # One group of all entries forces one retry pass per rejected variate; a group of one
+  # retries every rejected variate in each pass; 3 leaves a partial last group.
   samples = sufficient._sample_chisquare_flat(
-      jax.random.PRNGKey(1), jnp.full((20_000,), 2), jnp.float32, 1)
+      jax.random.PRNGKey(1), jnp.full((20_000,), 2), jnp.float32, group_size)
   assert stats.kstest(np.asarray(samples, np.float64), 'chi2', args=(2,)).pvalue > 1e-4
+  assert abs(float(np.mean(samples)) - 2.0) < NUM_SE * math.sqrt(4.0 / 20_000)
 
 
 def test_chisquare_zero_df_and_shape():
