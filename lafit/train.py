@@ -193,7 +193,10 @@ class JointTrainer:
 
   Attributes:
     loss_fn: `loss(params, batch, step, args) -> scalar`, where `args` is one regime's
-      slice of `loss_args`.
+      slice of `loss_args`; or a tuple of such functions, one per regime. The regimes
+      that share one function (the same object) are `vmap`ped together, so a group whose
+      loss needs less of the batch does not pay for the others' (the zero-shot loss of
+      a one-layer model never reads the context).
     sample_batch: `sample(key, step) -> batch`, shared by all regimes.
     optimizer: an optax transformation without a mask; each regime's frozen gradients are
       zeroed before it, as `regimes.make_optimizer` does with a mask.
@@ -210,6 +213,9 @@ class JointTrainer:
   names: tuple[str, ...]
 
   def __post_init__(self):
+    if isinstance(self.loss_fn, tuple) and len(self.loss_fn) != len(self.names):
+      raise ValueError(f'JointTrainer has {len(self.names)} regimes ({", ".join(self.names)}) '
+                       f'but {len(self.loss_fn)} loss functions; give one, or one per regime.')
     sizes = {name: jnp.shape(flag) for name, flag in self.masks.items()}
     sizes.update({f'loss_args leaf {i}': jnp.shape(leaf)[:1] for i, leaf in
                   enumerate(jax.tree_util.tree_leaves(self.loss_args))})
@@ -236,15 +242,40 @@ class JointTrainer:
                       step=jnp.zeros((), jnp.int32),
                       nonfinite_step=-jnp.ones((self.num_regimes,), jnp.int32))
 
+  def _loss_groups(self) -> list[tuple[JointLossFn, np.ndarray]]:
+    """Returns each distinct loss function with the indices of its regimes."""
+    if not isinstance(self.loss_fn, tuple):
+      return [(self.loss_fn, np.arange(self.num_regimes))]
+    groups = {}
+    for index, loss_fn in enumerate(self.loss_fn):
+      groups.setdefault(id(loss_fn), (loss_fn, []))[1].append(index)
+    return [(loss_fn, np.asarray(indices)) for loss_fn, indices in groups.values()]
+
   def apply_batch(self, state: TrainState, batch: Batch) -> tuple[TrainState, Array]:
     """Takes one step of every regime on `batch`; returns the state and the `(R,)` losses."""
 
-    def update(params, opt_state, mask, args):
-      return _update(lambda p: self.loss_fn(p, batch, state.step, args), self._optimizer(mask),
-                     mask, params, opt_state)
+    def update_group(loss_fn, params, opt_state, mask, args):
+      def update(params, opt_state, mask, args):
+        return _update(lambda p: loss_fn(p, batch, state.step, args), self._optimizer(mask),
+                       mask, params, opt_state)
 
-    params, opt_state, loss_R, finite_R = jax.vmap(update)(
-        state.params, state.opt_state, self.masks, self.loss_args)
+      return jax.vmap(update)(params, opt_state, mask, args)
+
+    regime_arrays = (state.params, state.opt_state, self.masks, self.loss_args)
+    groups = self._loss_groups()
+    if len(groups) == 1:
+      outputs = update_group(groups[0][0], *regime_arrays)
+    else:
+      # Each group runs on its regimes' slice of the state; the outputs are concatenated in
+      # group order and put back in regime order.
+      group_outputs = [
+          update_group(loss_fn, *jax.tree_util.tree_map(lambda x, i=indices: x[i],
+                                                        regime_arrays))
+          for loss_fn, indices in groups]
+      order = np.argsort(np.concatenate([indices for _, indices in groups]))
+      outputs = jax.tree_util.tree_map(lambda *parts: jnp.concatenate(parts)[order],
+                                       *group_outputs)
+    params, opt_state, loss_R, finite_R = outputs
     return _next_state(state, params, opt_state, finite_R), loss_R
 
   def step(self, state: TrainState) -> tuple[TrainState, Array]:

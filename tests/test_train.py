@@ -1,5 +1,7 @@
 """The scan driver: seeds under vmap, segmenting, divergence, and learning the optimum."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,6 +188,29 @@ def test_joint_regimes_equal_separate_runs(optimizer_name):
       else:
         np.testing.assert_array_equal(joint.params[name][r], params[name])
     np.testing.assert_allclose(joint.loss_trace[r], single.loss_trace, rtol=2e-5)
+
+
+def test_joint_loss_per_regime_equals_shared_loss():
+  # Interleaved groups: the zero-shot regimes skip the few-shot term, and the outputs must
+  # come back in regime order.
+  num_steps = 8
+  theta = data_lib.sample_sphere(jax.random.PRNGKey(4), (), D_FEATURES)
+  params = model_lib.init_params(jax.random.PRNGKey(5), D_FEATURES, init_std=0.3)
+  shared = joint_trainer(fixed_task_sampler(theta), num_steps, optax.sgd(0.05))
+  by_kind = {'zs': losses.make_joint_loss_fn(num_steps, few_shot=False),
+             'zsfs': losses.make_joint_loss_fn(num_steps)}
+  grouped = dataclasses.replace(
+      shared, loss_fn=tuple(by_kind[loss] for _, loss, _ in REGIMES))
+  expected, expected_losses = shared.train_steps(shared.init(params, jax.random.PRNGKey(6)),
+                                                 num_steps)
+  actual, actual_losses = grouped.train_steps(grouped.init(params, jax.random.PRNGKey(6)),
+                                              num_steps)
+  np.testing.assert_allclose(actual_losses, expected_losses, rtol=1e-6)
+  for name in params:
+    np.testing.assert_allclose(actual.params[name], expected.params[name], rtol=1e-6,
+                               atol=1e-7)
+  with pytest.raises(ValueError, match='4 regimes .* but 2 loss functions'):
+    dataclasses.replace(shared, loss_fn=(by_kind['zs'], by_kind['zsfs']))
 
 
 def test_joint_divergence_names_regime(caplog):
