@@ -184,19 +184,21 @@ def joint_finetune_trainer(config: ml_collections.ConfigDict, regime_list, sampl
   phase = config.finetune
   loss_kinds = [loss for _, loss, _ in regime_list]
   fs_coef_R = losses.few_shot_coefficients(loss_kinds)
-
-  def joint_loss(few_shot):
-    if population_theta0 is None:
-      return losses.make_joint_loss_fn(phase.num_steps, _fs_weight(config), few_shot=few_shot)
-    return population.make_joint_loss_fn(
+  few_shot = 'zsfs' in loss_kinds
+  if population_theta0 is None:
+    # The zero-shot regimes get a loss without the few-shot term, which they weight by 0.
+    # The population objective keeps one loss for all regimes: two groups compiled 1.6
+    # times slower and did not run faster.
+    loss_by_kind = {
+        kind: losses.make_joint_loss_fn(phase.num_steps, _fs_weight(config),
+                                         few_shot=kind == 'zsfs')
+        for kind in set(loss_kinds)}
+    loss_fn = tuple(loss_by_kind[kind] for kind in loss_kinds)
+  else:
+    loss_fn = population.make_joint_loss_fn(
         n=phase.n_shots, theta=population_theta0, noise_std=config.noise_std,
         x_std=config.x_std, num_steps=phase.num_steps, fs_weight=_fs_weight(config),
         few_shot=few_shot)
-
-  # The zero-shot regimes get a loss that skips the few-shot term, which they weight by 0.
-  loss_by_kind = {'zs': joint_loss(False), 'zsfs': joint_loss(True)}
-  loss_fn = tuple(loss_by_kind[kind] for kind in loss_kinds)
-  if population_theta0 is not None:
     sample_batch = population.no_batch
   masks = regimes.stack_masks([_mask(config, trainable) for _, _, trainable in regime_list])
   return train_lib.JointTrainer(
