@@ -19,8 +19,9 @@ Sections:
                pretraining samplers
   sweep_seeds  the quick protocol for S seeds in one `lafit.sweep` call (runs/quick_seeds.py),
                S in --sweep_seed_counts, wall time including compilation
-  end_to_end   the quick and full paper runs: wall time, compile time, peak memory, in
-               fresh processes with no compilation cache and with a warm one
+  end_to_end   the quick and full paper runs, and the full run without the theory curves:
+               wall time, compile time, phases, peak memory, in fresh processes with no
+               compilation cache and with a warm one
   torch        the PyTorch baseline (benchmarks/torch_reference.py), if torch is installed
 """
 
@@ -342,14 +343,32 @@ def run_end_to_end(variant: str, cache_dir: str = '') -> dict:
   jax.monitoring.register_event_duration_secs_listener(listener)
   if cache_dir:
     cache.enable_compilation_cache(cache_dir)
-  config = paper.get_config(variant)
-  config.plots = False
+  config = end_to_end_config(variant)
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
     experiment.run(config, workdir)
     wall = time.perf_counter() - start
+    with open(os.path.join(workdir, 'timing.json')) as f:
+      phases = json.load(f)['phases']
   return {'wall_s': wall, 'compile_s': float(np.sum(compile_seconds)),
-          'peak_memory_mib': peak_resident_kib() / 1024}
+          'peak_memory_mib': peak_resident_kib() / 1024, **phases}
+
+
+def end_to_end_config(variant: str):
+  """Returns the paper config of `variant`, figures off.
+
+  A variant is a variant of runs/paper.py (`quick`, `full`), optionally followed by
+  `-no_theory`: without the theory curves (closed forms and population training), which
+  leaves the work of the published protocol, training and evaluation.
+  """
+  name, _, option = variant.partition('-')
+  if option not in ('', 'no_theory'):
+    raise ValueError(f'--variants: unknown option {option!r} in {variant!r}; valid: no_theory.')
+  config = paper.get_config(name)
+  config.plots = False
+  if option == 'no_theory':
+    config.eval.theory = False
+  return config
 
 
 def peak_resident_kib() -> int:
@@ -419,8 +438,9 @@ def main():
                       help='Seed counts of the seeds section, comma-separated.')
   parser.add_argument('--sweep_seed_counts', default='1,64',
                       help='Seed counts of the sweep_seeds section, comma-separated.')
-  parser.add_argument('--variants', default='quick,full',
-                      help='Paper config variants of the end_to_end section.')
+  parser.add_argument('--variants', default='quick,full,full-no_theory',
+                      help='Paper config variants of the end_to_end section; a suffix '
+                      '-no_theory leaves out the theory curves.')
   parser.add_argument('--end_to_end_repeats', type=int, default=5,
                       help='Runs of each end-to-end variant and of the torch baseline.')
   parser.add_argument('--torch_repeats', type=int, default=0,
@@ -443,6 +463,11 @@ def main():
   args.seed_counts = [int(s) for s in args.seed_counts.split(',')]
   args.sweep_seed_counts = [int(s) for s in args.sweep_seed_counts.split(',')]
   args.variants = args.variants.split(',')
+  for variant in args.variants:
+    try:
+      end_to_end_config(variant)
+    except ValueError as error:
+      parser.error(str(error))
 
   results = {'machine': machine()}
   floor = bench_floor(args)
