@@ -13,8 +13,9 @@ dtypes, arrays of more than 2^32 entries, and JAX configured with
 `jax_threefry_partitionable=False`, whose counter layout differs.
 
 On a 2-core x86-64 CPU (jax 0.10.2), the median pretraining step on token batches took
-4.1 ms with this module and 6.6 ms with `jax.random`, the rest of the code being the same.
-On Gram batches it took 2.8 ms and 3.1 ms. BENCHMARKS.md has the rates of a draw alone.
+4.1 ms with an earlier version of this module and 6.6 ms with `jax.random`, the rest of
+the code being the same. BENCHMARKS.md has the rates of a draw alone, for this module
+and for `jax.random`.
 """
 
 import jax
