@@ -71,7 +71,7 @@ def threefry2x32(key_words: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
 def _hash_counters(key_words: Array, counters: Array) -> Array:
   """32 random bits per counter, as `jax.random.bits` gives them for a threefry key.
 
-  `counters` holds the flat index of each entry (`jax.random.bits` hashes the pair
+  `counters` is the flat index of each entry (`jax.random.bits` hashes the pair
   `(0, index)` and returns the xor of the two output words).
   """
   word0, word1 = threefry2x32(key_words, jnp.zeros(counters.shape, np.uint32), counters)

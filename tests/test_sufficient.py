@@ -230,8 +230,8 @@ def test_chisquare_matches_distribution():
 
 @pytest.mark.parametrize('group_size', [1, 3, 20_000])
 def test_chisquare_exact_for_any_retry_group(group_size):
-  # One group of all entries forces one retry pass per rejected variate; a group of one
-  # retries every rejected variate in each pass; 3 leaves a partial last group.
+  # With one group of all entries, each pass retries one rejected variate. With groups of
+  # one, each pass retries all of them. Groups of 3 leave a partial last group.
   samples = sufficient._sample_chisquare_flat(
       jax.random.PRNGKey(1), jnp.full((20_000,), 2), jnp.float32, group_size)
   assert stats.kstest(np.asarray(samples, np.float64), 'chi2', args=(2,)).pvalue > 1e-4
