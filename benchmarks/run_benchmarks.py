@@ -363,7 +363,8 @@ def end_to_end_config(variant: str):
   """
   name, _, option = variant.partition('-')
   if option not in ('', 'no_theory'):
-    raise ValueError(f'--variants: unknown option {option!r} in {variant!r}; valid: no_theory.')
+    raise ValueError(f'--variants: invalid option {option!r} in {variant!r}. The only valid '
+                     'option is no_theory.')
   config = paper.get_config(name)
   config.plots = False
   if option == 'no_theory':

@@ -43,9 +43,10 @@ from lafit import prng
 Array = jax.Array
 
 # Marsaglia-Tsang rejects about 4.8% of candidates at shape 1 and fewer at larger shapes
-# (a Monte Carlo estimate over 4e6 candidates). Each retry pass gives one fresh candidate
-# to one rejected variate in every group of this many consecutive variates, so a pass
-# costs an eighth of the first draw and most runs end after one or two passes.
+# (a Monte Carlo estimate over 4e6 candidates), about 0.4% at the shapes of the reference
+# Gram batch. Each retry pass gives one fresh candidate to one rejected variate in every
+# group of this many consecutive variates, so a pass costs an eighth of the first draw.
+# On the reference batch 98% of the calls ended after one or two passes (300 calls).
 _RETRY_GROUP_SIZE = 8
 
 
@@ -108,8 +109,9 @@ def _retry_rejected(key: Array, chi2_M: Array, pending_M: Array, shape_minus_thi
   first pending entry of every group a fresh candidate and keeps it if accepted, so every
   rejected variate is redrawn independently until accepted and the result is exact.
   Finding the first pending entry of a group is a reduction along a short axis, so no
-  pass compacts the pending entries of the whole array, which took most of the sampler's
-  time when it did (`jnp.nonzero` over 30,000 entries on a 2-core x86-64 CPU).
+  pass compacts the pending entries of the whole array. Compacting them with
+  `jnp.nonzero` took more than half of the chi-square time on the reference batch (a
+  2-core x86-64 CPU).
   """
   size = chi2_M.shape[0]
   dtype = chi2_M.dtype
@@ -125,6 +127,8 @@ def _retry_rejected(key: Array, chi2_M: Array, pending_M: Array, shape_minus_thi
     first_G = jnp.argmax(pending_GxK, axis=1)
     chosen_GxK = (slot_K[None, :] == first_G[:, None]) & pending_GxK
     shape_minus_third_G = jnp.sum(jnp.where(chosen_GxK, shape_minus_third_GxK, 0.0), axis=1)
+    # A group without a pending entry gets shape 0 here. Its candidate is discarded, and
+    # the floor at shape 1 (2/3 = 1 - 1/3) keeps it finite.
     x_G = prng.normal(key_x, (num_groups,), dtype)
     u_G = prng.uniform(key_u, (num_groups,), dtype)
     gamma_G, accepted_G = _marsaglia_tsang(x_G, u_G, jnp.maximum(shape_minus_third_G, 2 / 3))
@@ -164,7 +168,8 @@ def _sample_chisquare_flat(key: Array, df_M: Array, dtype,
                            retry_group_size: int = _RETRY_GROUP_SIZE) -> Array:
   """Samples chi-square variates for a vector `df_M`, as `sample_chisquare` does.
 
-  Tests set a large `retry_group_size` to make the retry loop run many passes.
+  Tests pass other values of `retry_group_size`: one group of all entries makes the retry
+  loop run one pass per rejected variate.
   """
   size = df_M.shape[0]
   # Entries with df < 2 run the method at the dummy shape 1 and discard its output, so
@@ -223,12 +228,12 @@ def sample_gram_prompts(key: Array, theta_Bxd: Array, n, *, x_std: float,
 
 
 def _times(a: Array | None, b: Array | None) -> Array | None:
-  """`a * b`, where `None` stands for an entry known to be 0."""
+  """Returns `a * b`, where `None` stands for an entry known to be 0."""
   return None if a is None or b is None else a * b
 
 
 def _plus(a: Array | None, b: Array | None) -> Array | None:
-  """`a + b`, where `None` stands for an entry known to be 0."""
+  """Returns `a + b`, where `None` stands for an entry known to be 0."""
   if a is None:
     return b
   return a if b is None else a + b
@@ -239,8 +244,8 @@ def _sample_gram_prompts(key, theta_Bxd, n_B, x_std, noise_std) -> GramPrompts:
   # Every matrix entry below is an array over the batch, shape (B,), and the matrices are
   # lists of rows with None for the entries that are 0 by construction. XLA then fuses the
   # whole construction into one loop over the prompts, and the products skip the zeros of
-  # the triangular factors. With (B, D, D) arrays the sampler took 1.3 times as long on a
-  # 2-core x86-64 CPU (jax 0.10.2).
+  # the triangular factors. With (B, D, D) arrays the sampler alone took 1.5 times as long
+  # on the reference batch (a 2-core x86-64 CPU, jax 0.10.2).
   batch_size, d = theta_Bxd.shape
   dtype = theta_Bxd.dtype
   p = d + 1

@@ -193,10 +193,10 @@ class JointTrainer:
 
   Attributes:
     loss_fn: `loss(params, batch, step, args) -> scalar`, where `args` is one regime's
-      slice of `loss_args`; or a tuple of such functions, one per regime. The regimes
-      that share one function (the same object) are `vmap`ped together, so a group whose
-      loss needs less of the batch does not pay for the others' (the zero-shot loss of
-      a one-layer model never reads the context).
+      slice of `loss_args`. It may also be a tuple of such functions, one per regime.
+      The regimes that share one function (the same object) are `vmap`ped together, so a
+      group whose loss reads less of the batch does not pay for the others' (the
+      zero-shot loss of a one-layer model does not read the context).
     sample_batch: `sample(key, step) -> batch`, shared by all regimes.
     optimizer: an optax transformation without a mask; each regime's frozen gradients are
       zeroed before it, as `regimes.make_optimizer` does with a mask.
@@ -205,7 +205,7 @@ class JointTrainer:
     names: the regimes' names, for log messages.
   """
 
-  loss_fn: JointLossFn
+  loss_fn: JointLossFn | tuple[JointLossFn, ...]
   sample_batch: BatchSampler
   optimizer: optax.GradientTransformation
   masks: regimes.Mask
@@ -215,7 +215,8 @@ class JointTrainer:
   def __post_init__(self):
     if isinstance(self.loss_fn, tuple) and len(self.loss_fn) != len(self.names):
       raise ValueError(f'JointTrainer has {len(self.names)} regimes ({", ".join(self.names)}) '
-                       f'but {len(self.loss_fn)} loss functions; give one, or one per regime.')
+                       f'but {len(self.loss_fn)} loss functions. Pass one function, or one '
+                       'per regime.')
     sizes = {name: jnp.shape(flag) for name, flag in self.masks.items()}
     sizes.update({f'loss_args leaf {i}': jnp.shape(leaf)[:1] for i, leaf in
                   enumerate(jax.tree_util.tree_leaves(self.loss_args))})
@@ -266,8 +267,8 @@ class JointTrainer:
     if len(groups) == 1:
       outputs = update_group(groups[0][0], *regime_arrays)
     else:
-      # Each group runs on its regimes' slice of the state; the outputs are concatenated in
-      # group order and put back in regime order.
+      # Each group runs on its regimes' slice of the state. The outputs are concatenated
+      # in group order, then put back in regime order.
       group_outputs = [
           update_group(loss_fn, *jax.tree_util.tree_map(lambda x, i=indices: x[i],
                                                         regime_arrays))

@@ -190,7 +190,7 @@ def test_joint_regimes_equal_separate_runs(optimizer_name):
     np.testing.assert_allclose(joint.loss_trace[r], single.loss_trace, rtol=2e-5)
 
 
-def test_joint_loss_per_regime_equals_shared_loss():
+def test_loss_groups_equal_shared_loss():
   # Interleaved groups: the zero-shot regimes skip the few-shot term, and the outputs must
   # come back in regime order.
   num_steps = 8
