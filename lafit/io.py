@@ -77,7 +77,11 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
     return {name: f[name] for name in f.files}
 
 
-def save_figure(path: str, figure) -> None:
-  """Saves a matplotlib figure as PNG, atomically."""
+def save_figure(path: str, figure, *, tight: bool = True) -> None:
+  """Saves a matplotlib figure as PNG, atomically.
+
+  With `tight`, the saved area is cropped to the drawn content, which draws the figure
+  twice. Figures that set their own margins pass `tight=False`.
+  """
   with atomic_path(path) as tmp_path:
-    figure.savefig(tmp_path, format='png', dpi=120, bbox_inches='tight')
+    figure.savefig(tmp_path, format='png', dpi=120, bbox_inches='tight' if tight else None)
