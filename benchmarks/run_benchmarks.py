@@ -250,13 +250,12 @@ def bench_evaluation(args, floor: dict) -> dict:
   key = jax.random.PRNGKey(2)
   params = model_lib.init_params(key, D_FEATURES, init_std=0.3)
   theta0 = data_lib.sample_sphere(key, (), D_FEATURES)
-  n_shots = jnp.arange(41)
-  thetas = (theta0, -theta0, None)
   tasks = ('theta0', 'neg_theta0', 'sphere')
   num_prompts = 250_000
 
   def exact():
-    return [experiment._exact_curve(params, n_shots, t, NOISE_STD, 1.0) for t in thetas]  # pylint: disable=protected-access
+    return experiment._exact_curves(  # pylint: disable=protected-access
+        params, theta0, NOISE_STD, 1.0, tasks=tasks, n_max=40)
 
   def monte_carlo(params_M):
     return experiment._monte_carlo_curves(  # pylint: disable=protected-access

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import os
 import time
+from typing import NamedTuple
 
 from absl import logging
 import jax
@@ -315,7 +316,7 @@ def closed_form_models(config, model_names, theta0) -> dict[str, model_lib.Param
 
 def build_theory_models(config, workdir, models, init, theta0) -> dict[str, dict]:
   """Returns, per model, the parameters of its theory curve and their sources."""
-  closed = closed_form_models(config, list(models), theta0)
+  closed = jax.jit(functools.partial(closed_form_models, config, list(models)))(theta0)
   population_models = {}
   if not models[PRETRAINED].diverged:
     population_models[PRETRAINED] = _trained(
@@ -347,28 +348,35 @@ def build_theory_models(config, workdir, models, init, theta0) -> dict[str, dict
   return theory_models
 
 
-def add_theory_results(config, results, theory_models, theta0) -> None:
-  """Adds theory and population curves, and the largest learned-to-theory gaps."""
-  n_shots = jnp.arange(config.eval.n_max + 1)
+def theory_params(theory_models: dict[str, dict]) -> dict[str, model_lib.Params]:
+  """Flattens `build_theory_models`'s entries to `{f'{source}/{model}': params}`."""
+  return {f'{source}/{name}': params for name, entry in theory_models.items()
+          for source, params in entry.items()}
+
+
+def add_theory_results(results, theory_models, curves) -> None:
+  """Adds theory and population curves, and the largest learned-to-theory gaps.
+
+  `curves` contains the exact test error of each parameter set of `theory_params`.
+  """
   results['theory_error'] = {}
   results['theory_source'] = {}
   results['population_error'] = {}
   results['theory_gap'] = {}
   for name, entry in theory_models.items():
     if 'population' in entry:
-      curves = exact_curves(config, entry['population'], theta0, n_shots)
-      results['population_error'][name] = {t: c.tolist() for t, c in curves.items()}
+      results['population_error'][name] = _curve_lists(curves[f'population/{name}'])
     source = 'closed_form' if 'closed_form' in entry else 'population'
     if source not in entry:
       continue
-    if source == 'closed_form':
-      curves = exact_curves(config, entry['closed_form'], theta0, n_shots)
-      results['theory_error'][name] = {t: c.tolist() for t, c in curves.items()}
-    else:
-      results['theory_error'][name] = results['population_error'][name]
+    results['theory_error'][name] = _curve_lists(curves[f'{source}/{name}'])
     results['theory_source'][name] = source
     results['theory_gap'][name] = theory_gap(results['test_error'][name],
                                              results['theory_error'][name])
+
+
+def _curve_lists(curves: dict[str, np.ndarray]) -> dict[str, list[float]]:
+  return {task: curve.tolist() for task, curve in curves.items()}
 
 
 def theory_gap(learned: dict, theory_curves: dict) -> dict:
@@ -412,20 +420,30 @@ def eval_task_theta(task: str, theta0: jax.Array) -> jax.Array | None:
   return {'theta0': theta0, 'neg_theta0': -theta0, 'sphere': None}[task]
 
 
-@jax.jit
-def _exact_curve(params, n_shots, theta, noise_std, x_std):
-  """Returns the exact risk at every `n` in `n_shots`; compiled once per parameter shape."""
-  return jax.vmap(lambda n: theory.population_risk_of_params(
-      params, n, noise_std=noise_std, x_std=x_std, theta=theta))(n_shots)
+@functools.partial(jax.jit, static_argnames=('tasks', 'n_max'))
+def _exact_curves(params, theta0, noise_std, x_std, *, tasks, n_max):
+  """Returns the exact risk of `params` on each task at n = 0..n_max."""
+  n_shots = jnp.arange(n_max + 1)
+
+  def curve(theta):
+    return jax.vmap(lambda n: theory.population_risk_of_params(
+        params, n, noise_std=noise_std, x_std=x_std, theta=theta))(n_shots)
+
+  return {task: curve(eval_task_theta(task, theta0)) for task in tasks}
 
 
-def exact_curves(config, params, theta0, n_shots) -> dict[str, np.ndarray]:
-  """Returns the exact test error on each evaluation task at every `n` in `n_shots`."""
+def exact_curves(config, params_by_name: dict[str, model_lib.Params], theta0
+                 ) -> dict[str, dict[str, np.ndarray]]:
+  """Returns the exact test error of each model on each evaluation task at n = 0..n_max.
+
+  One compiled program serves every model of the same parameter shapes. A stack of all
+  models in one call compiled slower than the calls it saved.
+  """
   curves = {}
-  for task in config.eval.tasks:
-    theta = eval_task_theta(task, theta0)
-    curve = _exact_curve(params, n_shots, theta, config.noise_std, config.x_std)
-    curves[task] = np.asarray(curve)
+  for name, params in params_by_name.items():
+    curves[name] = jax.device_get(_exact_curves(
+        params, theta0, config.noise_std, config.x_std, tasks=tuple(config.eval.tasks),
+        n_max=config.eval.n_max))
   return curves
 
 
@@ -487,6 +505,36 @@ def check_workdir(workdir: str, config_dict: dict) -> None:
                      'finished run.')
 
 
+class RunInputs(NamedTuple):
+  """The random draws of a run that do not depend on training."""
+  init: model_lib.Params
+  theta0: jax.Array
+  dataset: data_lib.Dataset | None
+  key_pretrain: jax.Array
+  key_finetune: jax.Array
+  key_eval: jax.Array
+
+
+def draw_inputs(config: ml_collections.ConfigDict, root: jax.Array) -> RunInputs:
+  """Draws the initial parameters, `theta0`, the fine-tuning dataset and the phase keys.
+
+  Everything derives from the run's key `root`, `PRNGKey(config.seed)`. `run` compiles
+  this into one call, because run one by one the draws compile about 30 small programs.
+  """
+  keys = jax.random.split(root, 6)
+  key_init, key_pretrain, key_theta0, key_dataset, key_finetune, key_eval = keys
+  init = model_lib.init_params(key_init, config.d, num_layers=config.num_layers,
+                               num_heads=config.num_heads,
+                               parameterization=config.parameterization,
+                               init_std=config.init_std)
+  theta0 = data_lib.sample_sphere(key_theta0, (), config.d)
+  dataset = None
+  if config.finetune.dataset_size > 0:
+    dataset = data_lib.make_dataset(key_dataset, theta0, config.finetune.dataset_size,
+                                    x_std=config.x_std, noise_std=config.noise_std)
+  return RunInputs(init, theta0, dataset, key_pretrain, key_finetune, key_eval)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the experiment of `config` and writes its outputs to `workdir`."""
   config_lib.validate(config)
@@ -503,26 +551,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     phase_times[phase] = now - phase_start
     phase_start = now
 
-  # Keys
-  root = jax.random.PRNGKey(config.seed)
-  key_init, key_pretrain, key_theta0, key_dataset, key_finetune, key_eval = (
-      jax.random.split(root, 6))
+  inputs = jax.jit(functools.partial(draw_inputs, config))(jax.random.PRNGKey(config.seed))
+  init, theta0, dataset = inputs.init, inputs.theta0, inputs.dataset
 
   # Pretraining
-  init = model_lib.init_params(key_init, config.d, num_layers=config.num_layers,
-                               num_heads=config.num_heads,
-                               parameterization=config.parameterization,
-                               init_std=config.init_std)
   models = {PRETRAINED: _trained(workdir, PRETRAINED,
-                                 lambda: pretrain(config, init, key_pretrain))}
+                                 lambda: pretrain(config, init, inputs.key_pretrain))}
   end_phase('pretrain_s')
 
   # Fine-tuning: one target task, and the same batches for every regime.
-  theta0 = data_lib.sample_sphere(key_theta0, (), config.d)
-  dataset = None
-  if config.finetune.dataset_size > 0:
-    dataset = data_lib.make_dataset(key_dataset, theta0, config.finetune.dataset_size,
-                                    x_std=config.x_std, noise_std=config.noise_std)
   sample_batch = finetune_sampler(config, theta0, dataset)
   pretrained = models[PRETRAINED]
   regime_list = regime_names(config)
@@ -531,7 +568,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
 
     def train_regimes():
-      return finetune_all(config, pretrained.params, regime_list, sample_batch, key_finetune)
+      return finetune_all(config, pretrained.params, regime_list, sample_batch,
+                          inputs.key_finetune)
 
     models.update(_trained_all(workdir, [regime[0] for regime in regime_list], train_regimes))
   end_phase('finetune_s')
@@ -545,9 +583,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # Evaluation
   logging.info('Evaluating %d models on %s (method: %s).', len(models),
                ', '.join(config.eval.tasks), config.eval.method)
-  results = evaluate_models(config, models, theta0, key_eval)
-  if theory_models:
-    add_theory_results(config, results, theory_models, theta0)
+  results = evaluate_models(config, models, theta0, inputs.key_eval, theory_models)
   results['claims'] = claims.check_all(results, models, config)
   end_phase('evaluate_s')
   write_outputs(config, workdir, results, models)
@@ -559,8 +595,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return results
 
 
-def evaluate_models(config, models: dict[str, TrainedModel], theta0, key) -> dict:
-  """Evaluates every model on every task; diverged models get `None` curves."""
+def evaluate_models(config, models: dict[str, TrainedModel], theta0, key,
+                    theory_models: dict[str, dict] | None = None) -> dict:
+  """Evaluates every model on every task; diverged models get `None` curves.
+
+  With `theory_models` (from `build_theory_models`), the results also get the theory and
+  population curves and the gaps between learned and theory curves.
+  """
   method = eval_method(config)
   n_shots = np.arange(config.eval.n_max + 1)
   results = {
@@ -588,10 +629,15 @@ def evaluate_models(config, models: dict[str, TrainedModel], theta0, key) -> dic
                       model.nonfinite_step, config.seed)
       continue
     finished[name] = model.params
+    results['test_error'][name] = None  # Filled below, keeping the order of `models`.
     results['final_train_loss'][name] = float(model.loss_trace[-1])
+
+  exact_params = dict(finished) if method in ('exact', 'both') else {}
+  exact_params.update(theory_params(theory_models or {}))
+  exact = exact_curves(config, exact_params, theta0)
+  for name in finished:
     if method in ('exact', 'both'):
-      curves = exact_curves(config, model.params, theta0, jnp.asarray(n_shots))
-      results['test_error'][name] = {t: c.tolist() for t, c in curves.items()}
+      results['test_error'][name] = _curve_lists(exact[name])
   if method in ('monte_carlo', 'both'):
     for name, mc_curves in monte_carlo_curves(config, finished, theta0, key).items():
       results['monte_carlo']['test_error'][name] = {
@@ -600,6 +646,8 @@ def evaluate_models(config, models: dict[str, TrainedModel], theta0, key) -> dic
           t: c.stderr.tolist() for t, c in mc_curves.items()}
       if method == 'monte_carlo':
         results['test_error'][name] = results['monte_carlo']['test_error'][name]
+  if theory_models:
+    add_theory_results(results, theory_models, exact)
   return results
 
 

@@ -53,7 +53,7 @@ import itertools
 import json
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from absl import app
 from absl import flags
@@ -419,15 +419,6 @@ def finetune_trainer(config: ml_collections.ConfigDict, regime_list, theta0,
                                            experiment.finetune_sampler(config, theta0, dataset))
 
 
-class SeedSetup(NamedTuple):
-  """Starting arrays of the seeds of a chunk, each with a leading seed axis."""
-
-  keys: jax.Array  # (S, 6, 2): the init, pretrain, theta0, dataset, finetune and eval keys.
-  initial_params: model_lib.Params
-  theta0: jax.Array  # (S, d): the fine-tuning task.
-  dataset: data_lib.Dataset | None  # The finite fine-tuning dataset, if configured.
-
-
 class GridPointRunner:
   """Compiled training and evaluation of one grid point config, reused by its seed blocks."""
 
@@ -444,26 +435,16 @@ class GridPointRunner:
                                           compiler_options=compiler_options)
     return self._compiled[cache_key]
 
-  def setup(self, padded_seeds: np.ndarray) -> 'SeedSetup':
-    """Derives each seed's keys, initial parameters, target task and dataset in one call.
+  def setup(self, padded_seeds: np.ndarray) -> experiment.RunInputs:
+    """Draws each seed's keys, initial parameters, target task and dataset in one call.
 
-    The keys are the six of `experiment.run`, `split(PRNGKey(seed), 6)`, and the other
-    arrays are drawn from them as `experiment.run` draws them.
+    Each seed's arrays are those of `experiment.run` for that seed, with a leading seed
+    axis.
     """
     config = self.config
 
     def setup_one(seed):
-      keys = jax.random.split(jax.random.PRNGKey(seed), 6)
-      key_init, _, key_theta0, key_dataset, _, _ = keys
-      params = model_lib.init_params(
-          key_init, config.d, num_layers=config.num_layers, num_heads=config.num_heads,
-          parameterization=config.parameterization, init_std=config.init_std)
-      theta0 = data_lib.sample_sphere(key_theta0, (), config.d)
-      dataset = None
-      if config.finetune.dataset_size > 0:
-        dataset = data_lib.make_dataset(key_dataset, theta0, config.finetune.dataset_size,
-                                        x_std=config.x_std, noise_std=config.noise_std)
-      return SeedSetup(keys=keys, initial_params=params, theta0=theta0, dataset=dataset)
+      return experiment.draw_inputs(config, jax.random.PRNGKey(seed))
 
     return self._jit('setup', jax.vmap(setup_one))(_place(padded_seeds, self.sharding))
 
@@ -645,7 +626,7 @@ def chunk_path(workdir: str, chunk: Chunk) -> str:
   return os.path.join(workdir, 'chunks', f'{chunk.name}.npz')
 
 
-def _pretrain_block(runner: GridPointRunner, chunk: Chunk, setup: SeedSetup, num_real: int,
+def _pretrain_block(runner: GridPointRunner, chunk: Chunk, setup: experiment.RunInputs, num_real: int,
                     workdir: str, is_writer: bool) -> PhaseResult:
   """Pretrains the seeds of `chunk`, or loads them if another grid point already did."""
   path = pretrained_path(workdir, chunk)
@@ -653,12 +634,12 @@ def _pretrain_block(runner: GridPointRunner, chunk: Chunk, setup: SeedSetup, num
     logging.info('%s: reusing the pretrained models in %s.', chunk.name, path)
     arrays = io.read_npz(path)
     params = {k.split('/', 1)[1]: v for k, v in arrays.items() if k.startswith('params/')}
-    padded_size = setup.keys.shape[0]
+    padded_size = setup.theta0.shape[0]
     return PhaseResult(params=_place(_pad_host(params, padded_size), runner.sharding),
                        loss_trace=arrays['loss_trace'], trace_steps=arrays['trace_steps'],
                        nonfinite_step=arrays['nonfinite_step'])
 
-  result = runner.train_phase(None, setup.initial_params, setup.keys[:, 1], (), num_real,
+  result = runner.train_phase(None, setup.init, setup.key_pretrain, (), num_real,
                               chunk.name)
   if is_writer:
     arrays = {f'params/{k}': v for k, v in _fetch(result.params, num_real).items()}
@@ -692,7 +673,7 @@ class ModelOutcome:
 
 
 def _evaluate_model(runner: GridPointRunner, name: str, result: PhaseResult | None,
-                    setup: SeedSetup, pretrain_diverged: np.ndarray,
+                    setup: experiment.RunInputs, pretrain_diverged: np.ndarray,
                     num_real: int) -> ModelOutcome:
   """Evaluates one model; a model that was not trained or diverged for every seed gets NaN."""
   config = runner.config
@@ -709,7 +690,7 @@ def _evaluate_model(runner: GridPointRunner, name: str, result: PhaseResult | No
   if np.all(nonfinite >= 0):
     curves, stderr = nan_curves, nan_curves  # Nothing finite to evaluate.
   else:
-    curves, stderr = runner.evaluate(result.params, setup.theta0, setup.keys[:, 5], num_real)
+    curves, stderr = runner.evaluate(result.params, setup.theta0, setup.key_eval, num_real)
   status = _status(nonfinite, None if name == experiment.PRETRAINED else pretrain_diverged,
                    curves)
   excluded = (status != aggregate.STATUS['ok'])[:, None, None]
@@ -745,7 +726,7 @@ def run_chunk(runner: GridPointRunner, chunk: Chunk, workdir: str,
     logging.warning('%s: fine-tuning skipped because pretraining diverged for every seed.',
                     chunk.name)
   elif point.regimes:
-    joint = runner.train_phase(tuple(point.regimes), pretrained.params, setup.keys[:, 4],
+    joint = runner.train_phase(tuple(point.regimes), pretrained.params, setup.key_finetune,
                                (setup.theta0, setup.dataset), num_real, chunk.name)
     for regime, result in zip(point.regimes, runner.split_regimes(joint, len(point.regimes))):
       results[regime[0]] = result

@@ -360,13 +360,14 @@ def train(trainer: Trainer | JointTrainer, params: model_lib.Params, key: Array,
     num_seeds = key.shape[0]
     params_batched = params['W_V'].ndim == 5
     init = jax.vmap(trainer.init, in_axes=(0 if params_batched else None, 0))
-    state = init(params, key)
     train_steps = jax.vmap(trainer.train_steps, in_axes=(0, None))
     train_steps_averaging = jax.vmap(trainer.train_steps_averaging, in_axes=(0, None, 0))
   else:
     num_seeds = 1
-    state = trainer.init(params, key)
+    init = trainer.init
     train_steps, train_steps_averaging = trainer.train_steps, trainer.train_steps_averaging
+  # One compiled call, because op by op the initial state compiles several small programs.
+  state = jax.jit(init)(params, key)
   options = compiler_options()
   run = jax.jit(train_steps, static_argnums=1, compiler_options=options)
   run_averaging = jax.jit(train_steps_averaging, static_argnums=1, compiler_options=options)
