@@ -104,3 +104,23 @@ def test_population_joint_loss_matches_kind(kind):
   for step in (0, 6):
     np.testing.assert_allclose(joint(params, None, step, fs_coef), single(params, None, step),
                                rtol=1e-6)
+
+
+def test_mixed_risk_equals_two_risks():
+  theta0 = data_lib.sample_sphere(jax.random.PRNGKey(5), (), D_FEATURES)
+  params = model_lib.init_params(jax.random.PRNGKey(6), D_FEATURES, init_std=0.3)
+  num_steps, step, n = 10, 4, 6
+  mixed = population.make_loss_fn('zsfs', n=n, theta=theta0, noise_std=NOISE_STD,
+                                  num_steps=num_steps)
+  weight = (num_steps - 1 - step) / (num_steps - 1)  # The default linear decay.
+
+  def reference(params):
+    risk = lambda shots: theory.population_risk_of_params(params, shots, noise_std=NOISE_STD,
+                                                          theta=theta0)
+    return risk(0) + weight * risk(n)
+
+  np.testing.assert_allclose(mixed(params, None, step), reference(params), rtol=1e-6)
+  gradient = jax.grad(lambda p: mixed(p, None, step))(params)
+  expected = jax.grad(reference)(params)
+  for leaf in gradient:
+    np.testing.assert_allclose(gradient[leaf], expected[leaf], rtol=1e-5, atol=1e-7)
