@@ -27,6 +27,7 @@ Sections:
 
 import argparse
 import concurrent.futures
+import functools
 import importlib.util
 import json
 import os
@@ -129,26 +130,57 @@ def bandwidth_bytes_per_second(repeats: int) -> float:
   return 2 * source.nbytes / seconds
 
 
-def bench_floor(args) -> dict:
-  result = {
-      'numpy_normals_per_s_1_thread': numpy_normals_per_second(args.repeats, 1),
-      'numpy_normals_per_s_all_cores': numpy_normals_per_second(args.repeats, os.cpu_count()),
-      'bandwidth_bytes_per_s': bandwidth_bytes_per_second(args.repeats),
+def floor_measures() -> dict:
+  """Returns `{name: measure(repeats) -> rate}` for every rate of the floor section."""
+  measures = {
+      'numpy_normals_per_s_1_thread': lambda repeats: numpy_normals_per_second(repeats, 1),
+      'numpy_normals_per_s_all_cores':
+          lambda repeats: numpy_normals_per_second(repeats, os.cpu_count()),
+      'bandwidth_bytes_per_s': bandwidth_bytes_per_second,
   }
   for impl in ('threefry2x32', 'rbg', 'unsafe_rbg'):
-    result[f'jax_normals_per_s_{impl}'] = jax_normals_per_second(impl, args.repeats)
-  result['lafit_prng_normals_per_s'] = lafit_normals_per_second(args.repeats)
-  for threads in sorted({1, os.cpu_count()}):
-    rate = torch_normals_per_second(args.repeats, threads)
-    if rate is not None:
-      result[f'torch_normals_per_s_{threads}_threads'] = rate
-  return result
+    measures[f'jax_normals_per_s_{impl}'] = functools.partial(jax_normals_per_second, impl)
+  measures['lafit_prng_normals_per_s'] = lafit_normals_per_second
+  if importlib.util.find_spec('torch') is not None:
+    for threads in sorted({1, os.cpu_count()}):
+      measures[f'torch_normals_per_s_{threads}_threads'] = functools.partial(
+          torch_normals_per_second, threads=threads)
+  return measures
+
+
+def bench_floor(args) -> dict:
+  return {name: measure(args.repeats) for name, measure in floor_measures().items()}
 
 
 def floor_seconds(floor: dict, normals: float, bytes_moved: float) -> float:
   """Estimates the time of `normals` draws plus `bytes_moved` at this machine's best rates."""
   best_rate = max(v for k, v in floor.items() if '_normals_per_s' in k)
   return normals / best_rate + bytes_moved / floor['bandwidth_bytes_per_s']
+
+
+def time_against_floor(fn, floor: dict, normals: float, bytes_moved: float, repeats: int,
+                       inner: int = 1) -> tuple[float, float]:
+  """Returns the median seconds per call of `fn` and the median ratio to its floor.
+
+  After each timed repeat, the fastest normal sampler of `floor` and the copy bandwidth
+  are measured again, and that repeat's time is divided by the floor from those two
+  rates. This machine's speed drifted by 10% to 30% between the sections of one
+  invocation, which moved ratios to rates measured minutes earlier by as much.
+  """
+  measures = floor_measures()
+  fastest = max((name for name in floor if '_normals_per_s' in name), key=floor.get)
+  jax.block_until_ready(fn())
+  times, ratios = [], []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(inner):
+      out = fn()
+    jax.block_until_ready(out)
+    seconds = (time.perf_counter() - start) / inner
+    rates = {name: measures[name](3) for name in (fastest, 'bandwidth_bytes_per_s')}
+    times.append(seconds)
+    ratios.append(seconds / floor_seconds(rates, normals, bytes_moved))
+  return float(np.median(times)), float(np.median(ratios))
 
 
 # Training steps
@@ -158,46 +190,62 @@ def reference_config():
   return paper.get_config()
 
 
-def time_steps(trainer, params, key, num_steps: int, repeats: int) -> float:
-  """Returns the median seconds per step of a compiled `num_steps`-step scan."""
+def time_steps(trainer, params, key, num_steps: int, repeats: int, floor: dict,
+               normals: float, bytes_moved: float) -> tuple[float, float]:
+  """Returns the median seconds per step of a compiled `num_steps`-step scan and the median
+  ratio to the floor of one step (see `time_against_floor`)."""
   state = trainer.init(params, key)
   run = jax.jit(trainer.train_steps, static_argnums=1,
                 compiler_options=train_lib.compiler_options())
-  return median_time(lambda: run(state, num_steps), repeats) / num_steps
+  seconds, ratio = time_against_floor(lambda: run(state, num_steps), floor,
+                                      num_steps * normals, num_steps * bytes_moved, repeats)
+  return seconds / num_steps, ratio
 
 
 def bench_steps(args, floor: dict) -> dict:
+  """Times training steps at the reference batch, each beside the floor of its work.
+
+  `*_floor_s` is the floor from the rates of the floor section, and `*_vs_floor` the
+  median ratio to a floor measured again after each repeat.
+  """
   config = reference_config()
   key = jax.random.PRNGKey(0)
   params = model_lib.init_params(key, D_FEATURES)
   num_tokens = N_SHOTS + 1
   token_bytes = BATCH * num_tokens * (D_FEATURES + 2) * 4
+  result = {}
+
+  def add_steps(name, trainer, normals, bytes_moved, floor_name):
+    result[f'{name}_s_per_step'], result[f'{name}_vs_floor'] = time_steps(
+        trainer, params, key, args.steps, args.repeats, floor, normals, bytes_moved)
+    result[f'{floor_name}_floor_s'] = floor_seconds(floor, normals, bytes_moved)
 
   config.pretrain.sampler = 'tokens'
   pretrainer = experiment.pretrain_trainer(config)
-  result = {'pretrain_s_per_step': time_steps(pretrainer, params, key, args.steps, args.repeats)}
+  # The tokens are written once by the sampler and read once by the loss and its gradient.
+  add_steps('pretrain', pretrainer,
+            BATCH * num_tokens * (D_FEATURES + 1) + BATCH * D_FEATURES, 3 * token_bytes,
+            'pretrain')
   sample = jax.jit(pretrainer.sample_batch)
   result['pretrain_sampling_s'] = median_time(lambda: sample(key, 0), args.repeats, inner=10)
-  pretrain_normals = BATCH * num_tokens * (D_FEATURES + 1) + BATCH * D_FEATURES
-  # The tokens are written once by the sampler and read once by the loss and its gradient.
-  result['pretrain_floor_s'] = floor_seconds(floor, pretrain_normals, 3 * token_bytes)
 
   config.pretrain.sampler = 'gram'
   gram_trainer = experiment.pretrain_trainer(config)
-  result['pretrain_gram_s_per_step'] = time_steps(gram_trainer, params, key, args.steps,
-                                                  args.repeats)
-  sample_gram = jax.jit(gram_trainer.sample_batch)
-  result['pretrain_gram_sampling_s'] = median_time(lambda: sample_gram(key, 0), args.repeats,
-                                                   inner=10)
   # Per prompt: 2p + p(p-1)/2 normals and p chi-squares (p = d + 1), plus the task and the
   # query; the Gram matrices are written once and read once.
   p = D_FEATURES + 1
   gram_draws = BATCH * (2 * p + p * (p - 1) // 2 + p + D_FEATURES)
   gram_bytes = BATCH * (D_FEATURES + 2) * (D_FEATURES + 3) * 4
-  result['pretrain_gram_floor_s'] = floor_seconds(floor, gram_draws, 3 * gram_bytes)
+  add_steps('pretrain_gram', gram_trainer, gram_draws, 3 * gram_bytes, 'pretrain_gram')
+  sample_gram = jax.jit(gram_trainer.sample_batch)
+  result['pretrain_gram_sampling_s'] = median_time(lambda: sample_gram(key, 0), args.repeats,
+                                                   inner=10)
 
   theta0 = data_lib.sample_sphere(key, (), D_FEATURES)
   dataset = data_lib.make_dataset(key, theta0, 100_000, x_std=1.0, noise_std=NOISE_STD)
+  # Fine-tuning draws integers instead of normals: count each index as one draw. The floor
+  # is that of one batch, whether one regime or all of them use it.
+  finetune_draws, finetune_bytes = BATCH * num_tokens, 3 * token_bytes
   # One regime per run, on token batches: each regime samples its own batches.
   token_sampler = experiment.finetune_sampler(config, theta0, dataset, reduce_to_gram=False)
   for loss in ('zs', 'zsfs'):
@@ -205,20 +253,16 @@ def bench_steps(args, floor: dict) -> dict:
       mask = regimes.trainable_mask(params, trainable)
       trainer = train_lib.Trainer(losses.make_loss_fn(loss, 5000), token_sampler,
                                   experiment.make_optimizer(config, 0.01, mask), mask)
-      result[f'finetune_{loss}_{trainable}_s_per_step'] = time_steps(
-          trainer, params, key, args.steps, args.repeats)
+      add_steps(f'finetune_{loss}_{trainable}', trainer, finetune_draws, finetune_bytes,
+                'finetune')
   # The default: all 6 regimes in one step on one shared batch, reduced to Gram matrices.
   joint = experiment.joint_finetune_trainer(
       config, experiment.regime_names(config),
       experiment.finetune_sampler(config, theta0, dataset))
-  result['finetune_joint_6_regimes_s_per_step'] = time_steps(joint, params, key, args.steps,
-                                                              args.repeats)
+  add_steps('finetune_joint_6_regimes', joint, finetune_draws, finetune_bytes, 'finetune')
   sample_joint = jax.jit(joint.sample_batch)
   result['finetune_joint_sampling_s'] = median_time(lambda: sample_joint(key, 0), args.repeats,
                                                     inner=10)
-  # Fine-tuning draws integers instead of normals: count each index as one draw. The floor
-  # is that of one batch, whether one regime or all of them use it.
-  result['finetune_floor_s'] = floor_seconds(floor, BATCH * num_tokens, 3 * token_bytes)
   return result
 
 
@@ -265,17 +309,19 @@ def bench_evaluation(args, floor: dict) -> dict:
   single_model = jax.tree_util.tree_map(lambda leaf: leaf[None], params)
   keys = jax.random.split(key, 7)
   seven = jax.vmap(lambda k: model_lib.init_params(k, D_FEATURES, init_std=0.3))(keys)
-  result = {'exact_s': median_time(exact, args.repeats, inner=10),
-            'monte_carlo_250k_s': median_time(lambda: monte_carlo(single_model), args.repeats),
-            'monte_carlo_250k_7_models_s': median_time(lambda: monte_carlo(seven),
-                                                       args.repeats)}
-  result['speedup'] = result['monte_carlo_250k_s'] / result['exact_s']
-  # Per prompt: 41 tokens of d + 1 normals, and d more for a sphere task; the tokens are
+  # Per prompt: 41 tokens of d + 1 normals, and d more for a sphere task. The tokens are
   # written once and read once.
   num_tokens = 41
   normals = len(tasks) * num_prompts * (num_tokens * (D_FEATURES + 1) + D_FEATURES)
-  token_bytes = len(tasks) * num_prompts * num_tokens * (D_FEATURES + 2) * 4
-  result['monte_carlo_floor_s'] = floor_seconds(floor, normals, 2 * token_bytes)
+  token_bytes = 2 * len(tasks) * num_prompts * num_tokens * (D_FEATURES + 2) * 4
+  result = {'exact_s': median_time(exact, args.repeats, inner=10),
+            'monte_carlo_floor_s': floor_seconds(floor, normals, token_bytes)}
+  for name, params_M in (('monte_carlo_250k', single_model),
+                         ('monte_carlo_250k_7_models', seven)):
+    result[f'{name}_s'], result[f'{name}_vs_floor'] = time_against_floor(
+        lambda params_M=params_M: monte_carlo(params_M), floor, normals, token_bytes,
+        args.repeats)
+  result['speedup'] = result['monte_carlo_250k_s'] / result['exact_s']
   return result
 
 
