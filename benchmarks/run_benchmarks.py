@@ -130,14 +130,14 @@ def torch_normals_per_second(repeats: int, threads: int) -> float | None:
 
 @functools.cache
 def _copy_buffers() -> tuple[np.ndarray, np.ndarray]:
-  # Allocated once, because the floor is measured again between timed repeats. Fresh
-  # 200 MB allocations there slowed the next repeat of a training step by 10% to 70%.
+  # Allocated once, because the floor is measured again between timed repeats. Two fresh
+  # 200 MB arrays there slowed the next repeat of a training step by 10% to 70% in trials.
   source = np.ones(16_000_000, np.float32)
   return source, np.empty_like(source)
 
 
 def bandwidth_bytes_per_second(repeats: int) -> float:
-  """Copy bandwidth (bytes read plus written) of a 64 MB float32 array in numpy."""
+  """Returns the copy bandwidth (bytes read plus written) of a 64 MB float32 array."""
   source, target = _copy_buffers()
   seconds = median_time(lambda: np.copyto(target, source), repeats)
   return 2 * source.nbytes / seconds

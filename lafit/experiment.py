@@ -519,7 +519,8 @@ def draw_inputs(config: ml_collections.ConfigDict, root: jax.Array) -> RunInputs
   """Draws the initial parameters, `theta0`, the fine-tuning dataset and the phase keys.
 
   Everything derives from the run's key `root`, `PRNGKey(config.seed)`. `run` compiles
-  this into one call, because drawn op by op these arrays took about 30 small programs.
+  this into one call, because drawn op by op these arrays compiled about 30 small
+  programs.
   """
   keys = jax.random.split(root, 6)
   key_init, key_pretrain, key_theta0, key_dataset, key_finetune, key_eval = keys
