@@ -8,7 +8,8 @@ Modules, in the order data flows through them:
 - `evaluate` (Monte Carlo test error), `theory` (exact risk, optimal parameters) and
   `population` (training on the exact risk);
 - `experiment` (the reference experiment end to end), `claims`, `sweep`, `aggregate`, `io`
-  and `plots`.
+  and `plots`;
+- beneath them all, `prng` (random numbers fused by XLA) and `ops` (small contractions).
 """
 
 __version__ = '0.1.0'

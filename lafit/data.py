@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lafit import ops
 from lafit import prng
 
 Array = jax.Array
@@ -106,7 +107,7 @@ def sample_prompts(key: Array, theta_Bxd: Array, n: int, *, x_std: float,
       key_x, (batch_size * (n + 1) * d,), theta_Bxd.dtype).reshape(batch_size, n + 1, d)
   eps_BxN = noise_std * prng.normal(
       key_eps, (batch_size * (n + 1),), theta_Bxd.dtype).reshape(batch_size, n + 1)
-  y_BxN = jnp.einsum('bnd,bd->bn', x_BxNxd, theta_Bxd) + eps_BxN
+  y_BxN = ops.contract_last(x_BxNxd, theta_Bxd[:, None, :]) + eps_BxN
   return make_tokens(x_BxNxd, y_BxN)
 
 

@@ -17,6 +17,8 @@ Parameters are a dict of arrays with a leading layer axis and a head axis:
 import jax
 import jax.numpy as jnp
 
+from lafit import ops
+
 Array = jax.Array
 Params = dict[str, Array]
 
@@ -114,8 +116,8 @@ def one_layer_token_terms(params: Params, z_BxNxD: Array) -> Array:
   v_HxD = merged['W_V'][0, :, -1, :]
   z_q_BxD = z_BxNxD[:, -1, :]
   query_kq_BxHxD = jnp.einsum('bd,hde->bhe', z_q_BxD, w_kq_HxDxD)
-  scores_BxHxN = jnp.einsum('bhe,bne->bhn', query_kq_BxHxD, z_BxNxD)
-  values_BxHxN = jnp.einsum('hd,bnd->bhn', v_HxD, z_BxNxD)
+  scores_BxHxN = ops.contract_last(query_kq_BxHxD[:, :, None, :], z_BxNxD[:, None, :, :])
+  values_BxHxN = ops.contract_last(v_HxD[None, :, None, :], z_BxNxD[:, None, :, :])
   return jnp.mean(scores_BxHxN * values_BxHxN, axis=1)
 
 
