@@ -91,10 +91,12 @@ def test_scan_equals_steps_one_by_one():
   assert int(scanned.step) == int(state.step) == 6
 
 
-def test_compiler_options_keep_results():
-  options = train_lib.compiler_options()
+@pytest.mark.parametrize('fast_compile', [False, True])
+def test_compiler_options_keep_results(fast_compile):
+  options = train_lib.compiler_options(fast_compile=fast_compile)
   if jax.default_backend() == 'cpu':
     assert options is not None
+    assert ('xla_backend_optimization_level' in options) == fast_compile
   trainer = make_trainer()
   state = trainer.init(model_lib.init_params(jax.random.PRNGKey(1), D_FEATURES),
                        jax.random.PRNGKey(3))
