@@ -39,9 +39,9 @@ _CPU_TRAIN_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 # Without LLVM's optimizations, XLA's CPU backend compiled the programs of a run 1.3 to 1.8
 # times faster and ran them slower, which pays off for a program that runs for less time
-# than it takes to compile. On a 2-core x86-64 CPU (jax 0.10.2) the exact test-error curves compiled in
-# 0.75 s instead of 1.29 s, and 5000 steps of population pretraining in 0.95 s instead of
-# 1.43 s while running 0.08 s longer.
+# than it takes to compile. On a 2-core x86-64 CPU (jax 0.10.2) the exact test-error
+# curves compiled in 0.75 s instead of 1.29 s, and 5000 steps of population pretraining in
+# 0.95 s instead of 1.43 s while running 0.08 s longer.
 _CPU_FAST_COMPILE_OPTIONS = {'xla_backend_optimization_level': 0}
 
 
