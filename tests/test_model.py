@@ -55,6 +55,23 @@ def test_query_row_path_matches_full(num_heads):
   np.testing.assert_allclose(full, naive, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize('num_heads', [1, 2])
+@pytest.mark.parametrize('forward_only', [False, True])
+def test_token_terms_match_naive(num_heads, forward_only):
+  params = model_lib.init_params(jax.random.PRNGKey(6), 3, num_heads=num_heads, init_std=0.3)
+  z_BxNxD = random_prompts(7, batch_size=4, n=6).z_BxNxD
+  terms = model_lib.one_layer_token_terms(params, z_BxNxD, forward_only=forward_only)
+  w_kq = np.asarray(params['W_KQ'][0], np.float64)
+  w_v = np.asarray(params['W_V'][0], np.float64)
+  z = np.asarray(z_BxNxD, np.float64)
+  expected = np.zeros(z.shape[:2])
+  for b in range(z.shape[0]):
+    for j in range(z.shape[1]):
+      for h in range(num_heads):
+        expected[b, j] += (z[b, -1] @ w_kq[h] @ z[b, j]) * (w_v[h, -1] @ z[b, j]) / num_heads
+  np.testing.assert_allclose(terms, expected, rtol=2e-5, atol=2e-6)
+
+
 def test_auto_method_picks_by_depth():
   prompts = random_prompts(5)
   one = model_lib.init_params(jax.random.PRNGKey(0), 3, init_std=0.3)
