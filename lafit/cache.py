@@ -1,6 +1,6 @@
 """A persistent cache of compiled programs, shared by runs on one machine.
 
-Compiling the training scans, the population objective and the evaluation takes 8 to 12 s
+Compiling the training scans, the population objective and the evaluation takes 7 to 10 s
 of each paper run on a 2-core CPU, the same every time for the same shapes. JAX can keep
 the compiled programs on disk, so a later run with the same shapes and the same JAX version
 loads them instead of compiling again. The command-line tools turn it on with
