@@ -326,13 +326,13 @@ def bench_evaluation(args, floor: dict) -> dict:
   # written once and read once.
   num_tokens = 41
   normals = len(tasks) * num_prompts * (num_tokens * (D_FEATURES + 1) + D_FEATURES)
-  token_bytes = 2 * len(tasks) * num_prompts * num_tokens * (D_FEATURES + 2) * 4
+  bytes_moved = 2 * len(tasks) * num_prompts * num_tokens * (D_FEATURES + 2) * 4
   result = {'exact_s': median_time(exact, args.repeats, inner=10),
-            'monte_carlo_floor_s': floor_seconds(floor, normals, token_bytes)}
+            'monte_carlo_floor_s': floor_seconds(floor, normals, bytes_moved)}
   for name, params_M in (('monte_carlo_250k', single_model),
                          ('monte_carlo_250k_7_models', seven)):
     result[f'{name}_s'], result[f'{name}_vs_floor'] = time_against_floor(
-        lambda params_M=params_M: monte_carlo(params_M), floor, normals, token_bytes,
+        lambda params_M=params_M: monte_carlo(params_M), floor, normals, bytes_moved,
         args.repeats)
   result['speedup'] = result['monte_carlo_250k_s'] / result['exact_s']
   return result

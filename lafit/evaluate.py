@@ -40,9 +40,9 @@ def squared_errors_all_shots(params: model_lib.Params, prompts: data_lib.Prompts
     terms_BxN = model_lib.one_layer_token_terms(params, z_BxNxD, forward_only=True)
     # The sums of the first n context terms for every n, as a product with a triangular
     # matrix of ones. On a 2-core x86-64 CPU (jax 0.10.2) the Monte Carlo error of 7
-    # models at the reference size took 1.3 s this way and 2.2 s with `jnp.cumsum`, whose
-    # reduce-window and padding passes are slow there. HIGHEST precision keeps
-    # the sums in float32 on accelerators, whose default may round the inputs to bf16.
+    # models at the reference size took 1.3 s this way and 2.2 s with `jnp.cumsum`.
+    # HIGHEST precision keeps the sums in float32 on accelerators, whose default may round
+    # the inputs to bf16.
     before_NxN = (jnp.arange(n_tokens - 1)[:, None] < shots_N[None, :]).astype(terms_BxN.dtype)
     context_sums_BxN = jnp.matmul(terms_BxN[:, :-1], before_NxN,
                                   precision=jax.lax.Precision.HIGHEST)

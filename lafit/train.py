@@ -46,32 +46,32 @@ _CPU_FAST_COMPILE_OPTIONS = {'xla_backend_optimization_level': 0}
 
 
 @functools.cache
-def _cpu_options_supported(fast_compile: bool) -> bool:
-  options = _cpu_options(fast_compile)
+def _cpu_options_supported(options: tuple[tuple[str, str | int], ...]) -> bool:
   try:
-    jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
+    jax.jit(lambda x: x + 1, compiler_options=dict(options)).lower(np.float32(0)).compile()
   except Exception:  # pylint: disable=broad-except
     return False  # This XLA version does not have the options.
   return True
 
 
-def _cpu_options(fast_compile: bool) -> dict[str, str | int]:
-  if fast_compile:
-    return {**_CPU_TRAIN_OPTIONS, **_CPU_FAST_COMPILE_OPTIONS}
-  return dict(_CPU_TRAIN_OPTIONS)
-
-
 def compiler_options(*, fast_compile: bool = False) -> dict[str, str | int] | None:
   """Returns the XLA options of lafit's compiled programs on the default backend.
 
-  On CPU this turns off YNNPACK fusions (see `_CPU_TRAIN_OPTIONS`) where XLA has the
-  option, and with `fast_compile` also LLVM's optimizations (see
-  `_CPU_FAST_COMPILE_OPTIONS`). Elsewhere it returns `None`, the defaults. Pass it to
-  `jax.jit` as `compiler_options` when compiling `train_steps` outside `train`.
+  On CPU this turns off YNNPACK fusions (see `_CPU_TRAIN_OPTIONS`), and with
+  `fast_compile` also LLVM's optimizations (see `_CPU_FAST_COMPILE_OPTIONS`), each where
+  XLA has the option. Elsewhere it returns `None`, the defaults. Pass it to `jax.jit` as
+  `compiler_options` when compiling `train_steps` outside `train`.
   """
-  if jax.default_backend() != 'cpu' or not _cpu_options_supported(fast_compile):
+  if jax.default_backend() != 'cpu':
     return None
-  return _cpu_options(fast_compile)
+  groups = [_CPU_TRAIN_OPTIONS]
+  if fast_compile:
+    groups.append(_CPU_FAST_COMPILE_OPTIONS)
+  options = {}
+  for group in groups:
+    if _cpu_options_supported(tuple(group.items())):
+      options.update(group)
+  return options or None
 
 
 class TrainState(NamedTuple):
