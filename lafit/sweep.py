@@ -12,7 +12,9 @@ A sweep config (see `runs/sweep_example.py`) has five fields:
 - `num_seeds`: the sweep runs seeds `base.seed`, ..., `base.seed + num_seeds - 1`;
 - `seeds_per_chunk`: seeds per chunk of work, 0 for all seeds in one chunk;
 - `distributed`: whether to call `jax.distributed.initialize()` before anything else, for
-  a run over several hosts.
+  a run over several processes or hosts. The command line passes it
+  `--coordinator_address`, `--num_processes` and `--process_id`, which SLURM, Open MPI
+  and TPU pods leave unset.
 
 Seed `s` uses `jax.random.PRNGKey(s)` split into the same six keys as `experiment.run`, so
 each seed of a sweep gives the numbers of `experiment.run` with `config.seed = s`, up to
@@ -41,9 +43,19 @@ padded with copies of its last seed, and the copies' results are discarded.
 A sweep stores test errors, parameters and loss traces. It does not check the expected
 findings or compute theory curves, as `experiment.run` does.
 
+With several processes, the mesh spans the devices of all of them, and every process runs
+each chunk's programs on its own devices. Process 0 writes the files, after gathering the
+results from the others.
+
 Command line:
 
   python -m lafit.sweep --config=runs/sweep_example.py --workdir=DIR
+
+Over two processes on one machine (the tests run it with 2 host devices each):
+
+  python -m lafit.sweep --config=runs/sweep_example.py --workdir=DIR \
+      --config.distributed=True --coordinator_address=127.0.0.1:12345 \
+      --num_processes=2 --process_id=0   # and --process_id=1
 """
 
 import collections
@@ -52,6 +64,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -350,8 +363,7 @@ def _place(host_tree, sharding: NamedSharding):
   """Places host arrays with a leading seed axis on the mesh, split along that axis."""
   if jax.process_count() == 1:
     return jax.device_put(host_tree, sharding)
-  # NOTE: this multi-host path is untested. Every process has the whole host array, and
-  # each builds the shards of its own devices from it.
+  # Every process has the whole host array and builds the shards of its own devices.
   return jax.tree_util.tree_map(
       lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]),
       host_tree)
@@ -643,8 +655,10 @@ def _pretrain_block(runner: GridPointRunner, chunk: Chunk, setup: experiment.Run
 
   result = runner.train_phase(None, setup.init, setup.key_pretrain, (), num_real,
                               chunk.name)
+  # With several processes, `_fetch` gathers from all of them, so every process calls it.
+  params = _fetch(result.params, num_real)
   if is_writer:
-    arrays = {f'params/{k}': v for k, v in _fetch(result.params, num_real).items()}
+    arrays = {f'params/{k}': v for k, v in params.items()}
     arrays.update(loss_trace=result.loss_trace, trace_steps=result.trace_steps,
                   nonfinite_step=result.nonfinite_step)
     io.write_npz(path, arrays)
@@ -883,15 +897,49 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecor
 
 
 def define_flags() -> None:
-  """Defines --config, --workdir and --compilation_cache; only the command line calls it,
-  so that importing this module next to `lafit.__main__` defines no flag twice."""
+  """Defines the command line's flags; only the command line calls it, so that importing
+  this module next to `lafit.__main__` defines no flag twice."""
   config_flags.DEFINE_config_file(
       'config', None, 'Sweep config file, optionally with a variant: '
       'runs/sweep_example.py:tiny. Fields can be overridden, e.g. --config.num_seeds=16.',
       lock_config=True)
   flags.DEFINE_string('workdir', None, 'Directory for the chunks, the summary and figures.')
   cache.define_flag()
+  flags.DEFINE_string(
+      'coordinator_address', None, 'With --config.distributed=True: host:port of the '
+      'coordinator, which process 0 starts. Unset inside SLURM, Open MPI or a TPU pod, '
+      'where JAX finds it.')
+  flags.DEFINE_integer('num_processes', None, 'With --config.distributed=True: the number '
+                       'of processes, one command each. Unset where JAX finds it.')
+  flags.DEFINE_integer('process_id', None, 'With --config.distributed=True: this process\'s '
+                       'index in [0, num_processes). Unset where JAX finds it.')
   flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def check_distributed_flags(distributed: bool, coordinator_address: str | None,
+                            num_processes: int | None, process_id: int | None) -> None:
+  """Rejects process flags without `distributed`, or an out-of-range process index.
+
+  Raises:
+    ValueError: naming the flag, its value and the valid range.
+  """
+  given = {name: value for name, value in (('coordinator_address', coordinator_address),
+                                           ('num_processes', num_processes),
+                                           ('process_id', process_id)) if value is not None}
+  if given and not distributed:
+    name, value = next(iter(given.items()))
+    raise ValueError(f'--{name}={value} needs --config.distributed=True; without it the '
+                     'sweep runs in one process.')
+  if num_processes is not None and num_processes < 1:
+    raise ValueError(f'--num_processes={num_processes} is invalid: expected an integer >= 1.')
+  if (num_processes is None) != (process_id is None):
+    name, value = next((n, v) for n, v in (('num_processes', num_processes),
+                                           ('process_id', process_id)) if v is not None)
+    other = 'process_id' if name == 'num_processes' else 'num_processes'
+    raise ValueError(f'--{name}={value} needs --{other} too; give both or neither.')
+  if process_id is not None and not 0 <= process_id < num_processes:
+    raise ValueError(f'--process_id={process_id} is invalid: expected an integer in '
+                     f'[0, {num_processes - 1}] for --num_processes={num_processes}.')
 
 
 def main(argv):
@@ -899,14 +947,19 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
   config = flags.FLAGS.config
-  make_plan(config)  # Rejects an invalid config before JAX starts.
+  process = {name: flags.FLAGS[name].value
+             for name in ('coordinator_address', 'num_processes', 'process_id')}
+  # Bad input is reported as one line, before JAX starts.
+  try:
+    make_plan(config)
+    check_distributed_flags(config.distributed, **process)
+  except ValueError as error:
+    sys.exit(f'Error: {error}')
   cache.enable_compilation_cache(flags.FLAGS.compilation_cache)
   if config.distributed:
-    # NOTE: the multi-host path is untested. jax.distributed.initialize() reads the
-    # coordinator address, process count and process id from the cluster environment
-    # (SLURM, TPU pods). Every process must run this same command, and --workdir must be
-    # on a disk that all hosts share.
-    jax.distributed.initialize()
+    # Every process runs this same command, and --workdir must be on a disk that all of
+    # them share. Inside SLURM, Open MPI or a TPU pod JAX finds the unset values.
+    jax.distributed.initialize(**process)
   run(config, flags.FLAGS.workdir)
 
 

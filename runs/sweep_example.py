@@ -44,7 +44,7 @@ def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
 
   config.num_seeds = 8
   config.seeds_per_chunk = 0  # 0: every seed of a grid point in one chunk.
-  config.distributed = False  # True: call jax.distributed.initialize() (several hosts).
+  config.distributed = False  # True: run over several processes or hosts (lafit.sweep).
 
   if variant == 'tiny':
     base = config.base

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -164,6 +165,82 @@ def test_killed_sweep_resumes(sweeps, caplog):
       if key in expected:
         np.testing.assert_allclose(actual[key], expected[key], rtol=1e-5, atol=1e-6,
                                    err_msg=f'{name} {key}')
+
+
+def free_port() -> int:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+    listener.bind(('127.0.0.1', 0))
+    return listener.getsockname()[1]
+
+
+def test_two_processes_equal_one(sweeps, tmp_path):
+  # Two processes of 2 host devices each, joined by jax.distributed on this machine's
+  # loopback, run the first grid point: 2 chunks, each on a mesh of 4 devices.
+  workdir = tmp_path / 'two_processes'
+  port = free_port()
+  processes, logs = [], []
+  for process_id in range(2):
+    logs.append(open(tmp_path / f'process_{process_id}.log', 'w'))
+    processes.append(subprocess.Popen(
+        [sys.executable, '-m', 'lafit.sweep', '--config=runs/sweep_example.py:tiny',
+         f'--workdir={workdir}', f'--config.grid.finetune.learning_rate=({STABLE_RATE},)',
+         '--config.distributed=True', f'--coordinator_address=127.0.0.1:{port}',
+         '--num_processes=2', f'--process_id={process_id}'],
+        cwd=REPO, env=subprocess_env(2), stdout=logs[-1], stderr=subprocess.STDOUT))
+  try:
+    for process in processes:
+      process.wait(timeout=TIMEOUT_S)
+  finally:
+    for process in processes:
+      process.kill()
+    for log in logs:
+      log.close()
+  outputs = [(tmp_path / f'process_{i}.log').read_text() for i in range(2)]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-3000:]
+    assert 'on 4 devices (cpu)' in output
+
+  names = sorted(finished_chunks(workdir))
+  assert names == ['g0000_s0000-0002.npz', 'g0000_s0003-0005.npz']
+  for name in names:
+    expected = chunk_arrays(sweeps['root'] / 'reference', name)
+    actual = chunk_arrays(workdir, name)
+    meta = json.loads(str(actual['meta']))
+    assert (meta['num_devices'], meta['param_devices']) == (4, 4)
+    assert set(actual) == set(expected)
+    for key in ('status', 'nonfinite_step', 'seeds'):
+      np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+    for key, value in expected.items():
+      if value.dtype.kind == 'f':
+        np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize('distributed, flags, message', [
+    (False, dict(num_processes=2, process_id=0),
+     '--num_processes=2 needs --config.distributed=True'),
+    (True, dict(num_processes=2), '--num_processes=2 needs --process_id too'),
+    (True, dict(process_id=1), '--process_id=1 needs --num_processes too'),
+    (True, dict(num_processes=2, process_id=2),
+     r'--process_id=2 is invalid: expected an integer in \[0, 1\]'),
+    (True, dict(num_processes=0, process_id=0),
+     '--num_processes=0 is invalid: expected an integer >= 1'),
+])
+def test_bad_process_flags_rejected(distributed, flags, message):
+  arguments = dict(coordinator_address=None, num_processes=None, process_id=None)
+  arguments.update(flags)
+  with pytest.raises(ValueError, match=message):
+    sweep.check_distributed_flags(distributed, **arguments)
+
+
+def test_command_line_bad_process_id(tmp_path):
+  command = [sys.executable, '-m', 'lafit.sweep', '--config=runs/sweep_example.py:tiny',
+             f'--workdir={tmp_path / "workdir"}', '--config.distributed=True',
+             '--coordinator_address=127.0.0.1:1', '--num_processes=2', '--process_id=-1']
+  done = subprocess.run(command, cwd=REPO, env=subprocess_env(None), capture_output=True,
+                        text=True, timeout=TIMEOUT_S)
+  assert done.returncode != 0
+  assert 'Error: --process_id=-1 is invalid: expected an integer in [0, 1]' in done.stderr
+  assert not (tmp_path / 'workdir').exists()
 
 
 @pytest.mark.parametrize('seed', [0, pytest.param(4, marks=pytest.mark.slow)])
