@@ -1,8 +1,8 @@
 r"""Benchmarks of lafit on the machine at hand, with a floor estimate for the same work.
 
 Every figure is the median of `--repeats` runs (at least 5 by default) after compilation,
-and every ratio is between two numbers measured in the same invocation. Results go to a
-JSON file and a Markdown summary on stdout, for BENCHMARKS.md.
+and every ratio is between two numbers measured in the same invocation. The results are
+printed as JSON, and written to `--out` too, for BENCHMARKS.md.
 
     python benchmarks/run_benchmarks.py --out=benchmarks/results.json
     python benchmarks/run_benchmarks.py --sections=steps,evaluation --repeats=5
@@ -20,8 +20,9 @@ Sections:
   sweep_seeds  the quick protocol for S seeds in one `lafit.sweep` call (runs/quick_seeds.py),
                S in --sweep_seed_counts, wall time including compilation
   end_to_end   the quick and full paper runs, and the full run without the theory curves:
-               wall time, compile time, phases, peak memory, in fresh processes with no
-               compilation cache and with a warm one
+               wall time of the process (start, imports and run) and of the run, compile
+               time, phases, peak memory, in fresh processes with no compilation cache and
+               with a warm one
   torch        the PyTorch baseline (benchmarks/torch_reference.py), if torch is installed
 """
 
@@ -459,9 +460,12 @@ def bench_end_to_end(args) -> dict:
 
 
 def end_to_end_process(variant: str, flags: list[str]) -> dict:
+  """Runs `variant` in a fresh process; `process_s` also counts its start and imports."""
+  start = time.perf_counter()
   done = subprocess.run([sys.executable, __file__, f'--_end_to_end={variant}', *flags],
                         capture_output=True, text=True, check=True, cwd=REPO)
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  process_s = time.perf_counter() - start
+  return {'process_s': process_s, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def bench_torch(args) -> dict:
