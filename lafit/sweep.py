@@ -928,7 +928,7 @@ def check_distributed_flags(distributed: bool, coordinator_address: str | None,
                                            ('process_id', process_id)) if value is not None}
   if given and not distributed:
     name, value = next(iter(given.items()))
-    raise ValueError(f'--{name}={value} needs --config.distributed=True; without it the '
+    raise ValueError(f'--{name}={value} needs --config.distributed=True. Without it the '
                      'sweep runs in one process.')
   if num_processes is not None and num_processes < 1:
     raise ValueError(f'--num_processes={num_processes} is invalid: expected an integer >= 1.')

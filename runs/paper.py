@@ -15,11 +15,12 @@ Quick variant (500 pretraining and 500 fine-tuning steps per regime, all else un
 
   python -m lafit --config=runs/paper.py:quick --workdir=/tmp/lafit_quick
 
-Measured wall time on a 2-core x86-64 CPU machine without GPU (jax 0.10.2, median of 3
-runs, figures off, benchmarks/run_benchmarks.py): full 31 s and quick 15 s, each including
-9 s of compilation. With the compilation cache of an earlier run, full 23 s and quick
-6 s. Writing the figures adds about 2 s. The full run's pretrained model has test error
-0.3455 at n = 20 on sphere tasks, against the exact optimum 0.345283.
+Measured wall time of the whole command on a 2-core x86-64 CPU machine without GPU (jax
+0.10.2, median of 5 runs, figures off, benchmarks/run_benchmarks.py): full 32 s and quick
+18 s, each including 9 to 10 s of compilation. With the compilation cache of an earlier
+run, full 23 s and quick 7 s. Writing the figures adds about 2 s. The full run's
+pretrained model has test error 0.3455 at n = 20 on sphere tasks, against the exact
+optimum 0.345283.
 """
 
 import ml_collections
