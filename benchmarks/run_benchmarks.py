@@ -370,17 +370,24 @@ def seed_scaling(args, trainer) -> dict:
 def bench_sweep_seeds(args) -> dict:
   """Times `python -m lafit.sweep` on `runs/quick_seeds.py` for each seed count, cold.
 
-  Each count runs once, in a fresh process with no compilation cache, so both sides pay
-  their compilation. The sweep trains blocks of `seeds_per_chunk` seeds per call.
+  Each run is a fresh process with no compilation cache, so every count pays its
+  compilation. The counts take turns, `--sweep_repeats` rounds, so that the machine's
+  drift spreads over all of them, and each figure is the median of its runs. The sweep
+  trains blocks of `seeds_per_chunk` seeds per call.
   """
-  result = {}
-  for num_seeds in args.sweep_seed_counts:
-    with tempfile.TemporaryDirectory() as workdir:
-      start = time.perf_counter()
-      subprocess.run([sys.executable, '-m', 'lafit.sweep', '--config=runs/quick_seeds.py',
-                      f'--workdir={workdir}', f'--config.num_seeds={num_seeds}',
-                      '--compilation_cache='], check=True, capture_output=True, cwd=REPO)
-      result[f'{num_seeds}_seeds_s'] = time.perf_counter() - start
+  seconds = {num_seeds: [] for num_seeds in args.sweep_seed_counts}
+  for _ in range(args.sweep_repeats):
+    for num_seeds in args.sweep_seed_counts:
+      with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, '-m', 'lafit.sweep', '--config=runs/quick_seeds.py',
+                        f'--workdir={workdir}', f'--config.num_seeds={num_seeds}',
+                        '--compilation_cache='], check=True, capture_output=True, cwd=REPO)
+        seconds[num_seeds].append(time.perf_counter() - start)
+  result = {'runs': args.sweep_repeats}
+  for num_seeds, times in seconds.items():
+    result[f'{num_seeds}_seeds_s'] = float(np.median(times))
+    result[f'{num_seeds}_seeds_runs_s'] = times
   base = args.sweep_seed_counts[0]
   for num_seeds in args.sweep_seed_counts:
     result[f'{num_seeds}_seeds_vs_{base}'] = (result[f'{num_seeds}_seeds_s']
@@ -501,6 +508,8 @@ def main():
                       help='Seed counts of the seeds section, comma-separated.')
   parser.add_argument('--sweep_seed_counts', default='1,64',
                       help='Seed counts of the sweep_seeds section, comma-separated.')
+  parser.add_argument('--sweep_repeats', type=int, default=5,
+                      help='Runs of each seed count of the sweep_seeds section.')
   parser.add_argument('--variants', default='quick,full,full-no_theory',
                       help='Paper config variants of the end_to_end section; a suffix '
                       '-no_theory leaves out the theory curves.')
@@ -521,8 +530,9 @@ def main():
   for section in sections:
     if section not in SECTIONS:
       parser.error(f'--sections: unknown section {section!r}; valid: {", ".join(SECTIONS)}.')
-  if args.repeats < 1:
-    parser.error(f'--repeats must be >= 1, got {args.repeats}.')
+  for name in ('repeats', 'sweep_repeats', 'end_to_end_repeats'):
+    if getattr(args, name) < 1:
+      parser.error(f'--{name} must be >= 1, got {getattr(args, name)}.')
   args.seed_counts = [int(s) for s in args.seed_counts.split(',')]
   args.sweep_seed_counts = [int(s) for s in args.sweep_seed_counts.split(',')]
   args.variants = args.variants.split(',')
