@@ -897,8 +897,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecor
 
 
 def define_flags() -> None:
-  """Defines the command line's flags; only the command line calls it, so that importing
-  this module next to `lafit.__main__` defines no flag twice."""
+  """Defines the command line's flags.
+
+  Only the command line calls it, so that importing this module next to `lafit.__main__`
+  defines no flag twice.
+  """
   config_flags.DEFINE_config_file(
       'config', None, 'Sweep config file, optionally with a variant: '
       'runs/sweep_example.py:tiny. Fields can be overridden, e.g. --config.num_seeds=16.',
@@ -923,20 +926,21 @@ def check_distributed_flags(distributed: bool, coordinator_address: str | None,
   Raises:
     ValueError: naming the flag, its value and the valid range.
   """
-  given = {name: value for name, value in (('coordinator_address', coordinator_address),
-                                           ('num_processes', num_processes),
-                                           ('process_id', process_id)) if value is not None}
-  if given and not distributed:
-    name, value = next(iter(given.items()))
+  values = {'coordinator_address': coordinator_address, 'num_processes': num_processes,
+            'process_id': process_id}
+  set_flags = [(name, value) for name, value in values.items() if value is not None]
+  if set_flags and not distributed:
+    name, value = set_flags[0]
     raise ValueError(f'--{name}={value} needs --config.distributed=True. Without it the '
                      'sweep runs in one process.')
   if num_processes is not None and num_processes < 1:
     raise ValueError(f'--num_processes={num_processes} is invalid: expected an integer >= 1.')
-  if (num_processes is None) != (process_id is None):
-    name, value = next((n, v) for n, v in (('num_processes', num_processes),
-                                           ('process_id', process_id)) if v is not None)
-    other = 'process_id' if name == 'num_processes' else 'num_processes'
-    raise ValueError(f'--{name}={value} needs --{other} too; give both or neither.')
+  if num_processes is not None and process_id is None:
+    raise ValueError(f'--num_processes={num_processes} needs --process_id too. Give both '
+                     'or neither.')
+  if process_id is not None and num_processes is None:
+    raise ValueError(f'--process_id={process_id} needs --num_processes too. Give both or '
+                     'neither.')
   if process_id is not None and not 0 <= process_id < num_processes:
     raise ValueError(f'--process_id={process_id} is invalid: expected an integer in '
                      f'[0, {num_processes - 1}] for --num_processes={num_processes}.')
@@ -959,6 +963,7 @@ def main(argv):
   if config.distributed:
     # Every process runs this same command, and --workdir must be on a disk that all of
     # them share. Inside SLURM, Open MPI or a TPU pod JAX finds the unset values.
+    # NOTE: tested with several processes on one machine, not yet across hosts.
     jax.distributed.initialize(**process)
   run(config, flags.FLAGS.workdir)
 

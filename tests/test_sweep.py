@@ -107,6 +107,16 @@ def chunk_arrays(workdir, name):
   return io.read_npz(os.path.join(workdir, 'chunks', name))
 
 
+def assert_chunks_equal(actual, expected):
+  """Checks that two chunk files have the same arrays, floats to float32 rounding."""
+  assert set(actual) == set(expected)
+  for key in ('status', 'nonfinite_step', 'seeds'):
+    np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
+  for key, value in expected.items():
+    if value.dtype.kind == 'f':
+      np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
 def test_sharded_chunks_equal_unsharded(sweeps):
   root = sweeps['root']
   finished = sweeps['kill']['finished']
@@ -121,12 +131,7 @@ def test_sharded_chunks_equal_unsharded(sweeps):
     assert meta['param_devices'] == 4
     assert meta['padded_seeds'] == 4  # 3 seeds per chunk, padded to a multiple of 4.
     assert json.loads(str(expected['meta']))['param_devices'] == 1
-    assert set(actual) == set(expected)
-    for key in ('status', 'nonfinite_step', 'seeds'):
-      np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
-    for key, value in expected.items():
-      if value.dtype.kind == 'f':
-        np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_chunks_equal(actual, expected)
 
 
 def test_killed_sweep_resumes(sweeps, caplog):
@@ -206,13 +211,9 @@ def test_two_processes_equal_one(sweeps, tmp_path):
     expected = chunk_arrays(sweeps['root'] / 'reference', name)
     actual = chunk_arrays(workdir, name)
     meta = json.loads(str(actual['meta']))
-    assert (meta['num_devices'], meta['param_devices']) == (4, 4)
-    assert set(actual) == set(expected)
-    for key in ('status', 'nonfinite_step', 'seeds'):
-      np.testing.assert_array_equal(actual[key], expected[key], err_msg=key)
-    for key, value in expected.items():
-      if value.dtype.kind == 'f':
-        np.testing.assert_allclose(actual[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert meta['num_devices'] == 4
+    assert meta['param_devices'] == 4
+    assert_chunks_equal(actual, expected)
 
 
 @pytest.mark.parametrize('distributed, flags, message', [
