@@ -4,8 +4,6 @@ Every config field can be overridden, e.g. `--config.finetune.num_steps=100`. Co
 programs are cached on disk (`--compilation_cache`, see `lafit.cache`).
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -13,6 +11,7 @@ from ml_collections import config_flags
 
 from lafit import cache
 from lafit import claims
+from lafit import cli
 from lafit import config as config_lib
 from lafit import experiment
 
@@ -31,11 +30,16 @@ def main(argv):
   # Bad input is reported as one line, not a traceback; nothing has been compiled yet.
   try:
     config_lib.validate(_CONFIG.value)
+    cli.check_workdir(_WORKDIR.value)
     experiment.check_workdir(_WORKDIR.value, _CONFIG.value.to_dict())
   except ValueError as error:
-    sys.exit(f'Error: {error}')
+    cli.fail(str(error))
   cache.enable_compilation_cache(_COMPILATION_CACHE.value)
-  results = experiment.run(_CONFIG.value, _WORKDIR.value)
+  try:
+    results = experiment.run(_CONFIG.value, _WORKDIR.value)
+  except KeyboardInterrupt:
+    cli.exit_now(f'Interrupted. The models finished so far are saved in {_WORKDIR.value}: '
+                 'run the same command again to reuse them.', 130)
   print(claims.summary(results['claims']))
   gaps = experiment.theory_summary(results)
   if gaps:
@@ -43,4 +47,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

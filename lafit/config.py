@@ -1,6 +1,9 @@
 """Validation of experiment configurations, before anything is compiled."""
 
+import importlib.util
 import math
+import os
+import types
 
 import ml_collections
 
@@ -11,6 +14,20 @@ EVAL_TASKS = ('theta0', 'neg_theta0', 'sphere')
 EVAL_METHODS = ('auto', 'exact', 'monte_carlo', 'both')
 FS_WEIGHT_SCHEDULES = ('linear_decay', 'constant')
 PRETRAIN_SAMPLERS = ('auto', 'tokens', 'gram')
+
+
+def load_sibling(config_file: str, name: str) -> types.ModuleType:
+  """Loads the config file `name.py` from the directory of `config_file`.
+
+  A config file that builds on another one (a sweep on `runs/paper.py`) calls
+  `load_sibling(__file__, 'paper')`, which works from any working directory, where
+  `from runs import paper` works only from the repository root.
+  """
+  path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'lafit_config_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def _fail(field: str, value, valid: str) -> None:
@@ -40,12 +57,18 @@ def _check_choice(config, field: str, choices) -> None:
 def _lookup(config, field: str):
   value = config
   for part in field.split('.'):
+    if not isinstance(value, ml_collections.ConfigDict) or part not in value:
+      raise ValueError(f'config.{field} is missing: an experiment config has the fields of '
+                       'runs/paper.py.')
     value = value[part]
   return value
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises `ValueError` naming the field, its value and the valid range for bad input."""
+  if 'base' in config and 'grid' in config:
+    raise ValueError('the config is a sweep config (it has the fields base and grid): run it '
+                     'with python -m lafit.sweep.')
   _check_int(config, 'seed', 0)
   _check_int(config, 'd', 1)
   _check_float(config, 'x_std', minimum=0.0, strict=True)

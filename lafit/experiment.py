@@ -504,14 +504,17 @@ def _training_fields(config_dict: dict) -> dict:
 
 
 def check_workdir(workdir: str, config_dict: dict) -> None:
-  """Rejects a workdir whose saved models were trained under another configuration."""
+  """Rejects a workdir that contains a sweep, or models trained under another config."""
+  if os.path.exists(os.path.join(workdir, 'sweep.json')):
+    raise ValueError(f'--workdir={workdir} contains a sweep (sweep.json): choose another '
+                     '--workdir for a single run.')
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
   saved = _training_fields(io.read_json(path))
   requested = _training_fields(config_dict)
   if saved != requested:
-    differing = sorted(k for k in set(saved) | set(requested) if saved.get(k) != requested.get(k))
+    differing = io.differing_fields(saved, requested)
     raise ValueError(f'--workdir={workdir} holds a run of a different config ({path}; '
                      f'fields that differ: {", ".join(differing)}). Choose a new --workdir '
                      'or delete that one. Only eval.*, plots and log_every may differ from a '

@@ -55,6 +55,22 @@ def to_jsonable(value: Any) -> Any:
   return value
 
 
+def differing_fields(a: dict, b: dict, prefix: str = '') -> list[str]:
+  """Returns the sorted dotted paths, such as `finetune.num_steps`, where two dicts differ.
+
+  Nested dicts are compared field by field. A field that only one of them has counts as
+  differing.
+  """
+  differing = []
+  for key in sorted(set(a) | set(b), key=str):
+    path = f'{prefix}{key}'
+    if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+      differing.extend(differing_fields(a[key], b[key], prefix=f'{path}.'))
+    elif key not in a or key not in b or a[key] != b[key]:
+      differing.append(path)
+  return differing
+
+
 def write_json(path: str, value: Any) -> None:
   """Writes `value` as indented JSON, atomically."""
   write_text(path, json.dumps(to_jsonable(value), indent=2, sort_keys=False) + '\n')

@@ -28,8 +28,9 @@ padded with copies of its last seed, and the copies' results are discarded.
 
 `run(config, workdir)` writes:
 
-- `sweep.json`: the config, the grid axes, the grid points with their models and chunks;
-  a re-run with another config is rejected;
+- `sweep.json`: the config, the grid axes, the grid points with their models and chunks.
+  A re-run with another config is rejected, except for the fields of `RUN_ONLY_FIELDS`:
+  a re-run with a larger `num_seeds` keeps the finished chunks and adds the new seeds;
 - `chunks/<chunk>.npz`: the results of one chunk, written in one atomic rename when the
   chunk finishes, so a re-run skips it and never reads it half-written. `<chunk>` is
   `g<grid index>_s<first seed>-<last seed>`. Its arrays are `test_error` and `stderr`
@@ -45,7 +46,8 @@ findings or compute theory curves, as `experiment.run` does.
 
 With several processes, the mesh spans the devices of all of them, and every process runs
 each chunk's programs on its own devices. Process 0 writes the files, after gathering the
-results from the others.
+results from the others. Before any work, `check_processes` checks that every process
+runs the same config and sees the files of process 0.
 
 Command line:
 
@@ -64,7 +66,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 import time
 from typing import Any, Callable
 
@@ -80,12 +81,15 @@ import numpy as np
 
 from lafit import aggregate
 from lafit import cache
+from lafit import cli
 from lafit import config as config_lib
 from lafit import data as data_lib
 from lafit import evaluate
 from lafit import experiment
 from lafit import io
+from lafit import losses
 from lafit import model as model_lib
+from lafit import regimes
 from lafit import theory
 from lafit import train as train_lib
 
@@ -110,8 +114,10 @@ FIXED_FIELDS = {
     'log_every': 'it changes no result',
 }
 
-# Sweep fields that change how a sweep runs but not its results, so a re-run may change them.
-RUN_ONLY_FIELDS = ('distributed', 'base.log_every', 'base.plots')
+# Sweep fields that a re-run may change. They change how a sweep runs, or how many seeds it
+# has, but not the results of any seed: a chunk is named by its grid point and seeds.
+RUN_ONLY_FIELDS = ('distributed', 'num_seeds', 'seeds_per_chunk', 'base.log_every',
+                   'base.plots')
 
 # Base fields that pretraining does not read; the pretrained cache ignores them.
 NOT_PRETRAINING_FIELDS = ('seed', 'finetune', 'eval', 'plots', 'log_every')
@@ -205,11 +211,17 @@ def _normalize_grid_value(base_value, value):
   return value
 
 
-def _parse_regime(value) -> tuple[str, str]:
+def _regime_names(parameterization: str) -> list[str]:
+  trainables = regimes.TRAINABLE.get(parameterization, regimes.TRAINABLE['merged'])
+  return [f'{loss}_{trainable}' for loss in losses.FINETUNE_LOSS_KINDS for trainable in trainables]
+
+
+def _parse_regime(value, parameterization: str = 'merged') -> tuple[str, str]:
   """Splits a regime name `<loss>_<trainable>` such as `zsfs_kq`."""
-  if not isinstance(value, str) or value.count('_') != 1:
+  valid = _regime_names(parameterization)
+  if value not in valid:
     _fail(f'grid.{REGIME_KEY}', value,
-          'each regime must be <loss>_<trainable>, such as zs_v or zsfs_all')
+          f'valid regimes for {parameterization} parameters are {", ".join(valid)}')
   loss, trainable = value.split('_')
   return loss, trainable
 
@@ -237,9 +249,9 @@ def _check_grid_axes(config: ml_collections.ConfigDict) -> tuple[tuple[str, tupl
         json.dumps(io.to_jsonable(value))
       except TypeError:
         _fail(grid_field, values, f'the value {value!r} is not a number, string or tuple')
-    if field == REGIME_KEY:
+    if field == REGIME_KEY and 'parameterization' not in dict(axes):
       for value in normalized:
-        _parse_regime(value)
+        _parse_regime(value, config.base.parameterization)
     axes.append((field, normalized))
 
   grid_fields = [field for field, _ in axes]
@@ -268,7 +280,8 @@ def _point_config(base: ml_collections.ConfigDict, values: dict[str, Any]):
       _set_field(config_dict, 'pretrain.learning_rate', value)
       _set_field(config_dict, 'finetune.learning_rate', value)
     elif field == REGIME_KEY:
-      loss, trainable = _parse_regime(value)
+      loss, trainable = _parse_regime(value, values.get('parameterization',
+                                                        base.parameterization))
       _set_field(config_dict, 'finetune.losses', (loss,))
       _set_field(config_dict, 'finetune.trainable', (trainable,))
     else:
@@ -832,14 +845,85 @@ def sweep_description(plan: SweepPlan) -> dict:
 
 
 def check_workdir(workdir: str, plan: SweepPlan) -> None:
-  """Rejects a workdir that contains a sweep of another config."""
+  """Rejects a workdir that contains a single run, or a sweep of another config.
+
+  A re-run may change the fields of `RUN_ONLY_FIELDS`: with more seeds, for example, it
+  keeps the finished chunks and runs the new ones.
+  """
   path = os.path.join(workdir, 'sweep.json')
   if not os.path.exists(path):
+    if os.path.exists(os.path.join(workdir, 'config.json')):
+      raise ValueError(f'--workdir={workdir} contains a single run of python -m lafit '
+                       '(config.json): choose another --workdir for a sweep.')
     return
   stored = io.read_json(path)['config']
-  if _comparable(stored) != _comparable(plan.config.to_dict()):
-    raise ValueError(f'--workdir={workdir} contains a sweep of a different config ({path}); '
-                     'choose a new --workdir or delete that one.')
+  differing = io.differing_fields(_comparable(stored), _comparable(plan.config.to_dict()))
+  if differing:
+    raise ValueError(f'--workdir={workdir} contains a sweep of a different config ({path}; '
+                     f'fields that differ: {", ".join(differing)}). Choose a new --workdir '
+                     f'or delete that one. A re-run may change only '
+                     f'{", ".join(RUN_ONLY_FIELDS)}.')
+
+
+class ProcessMismatchError(ValueError):
+  """The processes of a distributed sweep do not run the same sweep on a shared disk."""
+
+
+def _gather_texts(text: str) -> list[str]:
+  """Returns the `text` of every process, in process order; every process must call it."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  data = np.frombuffer(text.encode('utf-8'), np.uint8)
+  lengths = np.asarray(multihost_utils.process_allgather(np.int32(data.size))).reshape(-1)
+  padded = np.zeros(int(lengths.max()), np.uint8)
+  padded[:data.size] = data
+  rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(lengths), -1)
+  return [bytes(row[:length]).decode('utf-8') for row, length in zip(rows, lengths)]
+
+
+def check_processes(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Checks that every process runs the same sweep config on one shared `workdir`.
+
+  Every process of a distributed sweep calls it, and all of them raise the same error, so
+  none is left waiting for the others. Without it, processes given different configs
+  would each train their own seeds under their own settings, and process 0 would write
+  the mixture.
+
+  Raises:
+    ProcessMismatchError: naming the processes and the fields that differ, or the
+      processes that do not see the files of process 0 in `workdir`.
+  """
+  if jax.process_count() < 2:
+    return
+  configs = [json.loads(text) for text in _gather_texts(
+      json.dumps(io.to_jsonable(config.to_dict()), sort_keys=True))]
+  for index, other in enumerate(configs[1:], start=1):
+    differing = io.differing_fields(configs[0], other)
+    if differing:
+      raise ProcessMismatchError(
+          f'process {index} runs another config than process 0 (fields that differ: '
+          f'{", ".join(differing)}). Every process must run the same command, apart from '
+          '--process_id.')
+
+  # Process 0 writes a random token into workdir, and every process reads it back.
+  path = os.path.join(workdir, '.shared-disk-check')
+  token = _gather_texts(os.urandom(8).hex())[0]
+  if jax.process_index() == 0:
+    io.write_text(path, token)
+  _sync_processes('shared disk check written')
+  try:
+    with open(path, encoding='utf-8') as f:
+      seen = f.read() == token
+  except OSError:
+    seen = False
+  blind = [index for index, text in enumerate(_gather_texts(str(int(seen)))) if text != '1']
+  _sync_processes('shared disk check read')
+  if jax.process_index() == 0:
+    os.remove(path)
+  if blind:
+    raise ProcessMismatchError(
+        f'--workdir={workdir} is not shared: process {", ".join(map(str, blind))} cannot '
+        f'read the file that process 0 wrote there ({path}). Every process needs --workdir '
+        'on a disk that all of them share.')
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecord:
@@ -849,6 +933,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecor
     The sweep's results, as `aggregate.load(workdir)` returns them.
   """
   plan = make_plan(config)
+  check_processes(config, workdir)
   check_workdir(workdir, plan)
   if config.base.eval.get('theory', False):
     logging.info('config.base.eval.theory has no effect, because sweeps compute no theory '
@@ -859,9 +944,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecor
   _sync_processes('sweep.json')
   mesh = make_mesh()
   chunks = plan.chunks
-  logging.info('Sweep of %d grid points x %d seeds = %d chunks on %d devices (%s).',
-               len(plan.points), config.num_seeds, len(chunks), mesh.devices.size,
-               jax.devices()[0].platform)
+  logging.info('Sweep of %s x %s = %s on %s (%s).', cli.plural(len(plan.points), 'grid point'),
+               cli.plural(config.num_seeds, 'seed'), cli.plural(len(chunks), 'chunk'),
+               cli.plural(mesh.devices.size, 'device'), jax.devices()[0].platform)
 
   start_time = time.perf_counter()
   num_run = 0
@@ -880,12 +965,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecor
     num_run += 1
     elapsed = time.perf_counter() - start_time
     remaining = sum(1 for c in chunks[number:] if not os.path.exists(chunk_path(workdir, c)))
-    logging.info('Chunk %d/%d finished: %s; elapsed %.0f s, ETA %.0f s (%d chunks left).',
+    logging.info('Chunk %d/%d finished: %s; elapsed %.0f s, ETA %.0f s (%s left).',
                  number, len(chunks), chunk.name, elapsed, elapsed / num_run * remaining,
-                 remaining)
+                 cli.plural(remaining, 'chunk'))
 
-  logging.info('Sweep finished in %.1f s: %d chunks computed, %d reused; outputs are in %s.',
-               time.perf_counter() - start_time, num_run, len(chunks) - num_run, workdir)
+  logging.info('Sweep finished in %.1f s: %s computed, %d reused; outputs are in %s.',
+               time.perf_counter() - start_time, cli.plural(num_run, 'chunk'),
+               len(chunks) - num_run, workdir)
   if is_writer:
     aggregate.write_report(workdir, plots=config.base.plots)
   return aggregate.load(workdir)
@@ -944,6 +1030,11 @@ def check_distributed_flags(distributed: bool, coordinator_address: str | None,
   if process_id is not None and not 0 <= process_id < num_processes:
     raise ValueError(f'--process_id={process_id} is invalid: expected an integer in '
                      f'[0, {num_processes - 1}] for --num_processes={num_processes}.')
+  if coordinator_address is not None:
+    host, _, port = coordinator_address.rpartition(':')
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+      raise ValueError(f'--coordinator_address={coordinator_address} is invalid: expected '
+                       'host:port with a port in 1..65535, such as 127.0.0.1:12345.')
 
 
 def main(argv):
@@ -953,21 +1044,41 @@ def main(argv):
   config = flags.FLAGS.config
   process = {name: flags.FLAGS[name].value
              for name in ('coordinator_address', 'num_processes', 'process_id')}
+  workdir = flags.FLAGS.workdir
   # Bad input is reported as one line, before JAX starts.
   try:
-    make_plan(config)
+    plan = make_plan(config)
     check_distributed_flags(config.distributed, **process)
+    cli.check_workdir(workdir)
+    check_workdir(workdir, plan)
   except ValueError as error:
-    sys.exit(f'Error: {error}')
+    cli.fail(str(error))
   cache.enable_compilation_cache(flags.FLAGS.compilation_cache)
   if config.distributed:
     # Every process runs this same command, and --workdir must be on a disk that all of
     # them share. Inside SLURM, Open MPI or a TPU pod JAX finds the unset values.
     # NOTE: tested with several processes on one machine, not yet across hosts.
     jax.distributed.initialize(**process)
-  run(config, flags.FLAGS.workdir)
+  # A process that stops early exits at once: on a normal exit, JAX's distributed runtime
+  # would wait up to 5 minutes for the other processes at its shutdown barrier. They stop
+  # when they lose contact with it.
+  try:
+    run(config, workdir)
+  except KeyboardInterrupt:
+    cli.exit_now(f'Interrupted. The finished chunks are saved in {workdir}: run the same '
+              'command again to resume.', 130)
+  except ProcessMismatchError as error:
+    cli.exit_now(f'Error: {error}', 1)
+  except BaseException:  # pylint: disable=broad-except
+    if not config.distributed:
+      raise
+    logging.exception('Process %d of the sweep failed.', jax.process_index())
+    cli.exit_now(f'Process {jax.process_index()} of the sweep stopped on the error above. If '
+                 'another process was stopped or failed first, this one lost contact with '
+                 f'it. The finished chunks are saved in {workdir}: run the same command in '
+                 'every process again to resume.', 1)
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

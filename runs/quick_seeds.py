@@ -14,7 +14,9 @@ blocks (`--config.seeds_per_chunk=0`, all seeds at once) are the better choice.
 
 import ml_collections
 
-from runs import paper
+from lafit import config as config_lib
+
+paper = config_lib.load_sibling(__file__, 'paper')
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -21,7 +21,9 @@ compilation cache (`--compilation_cache=`): default 59 s, tiny 15 s.
 
 import ml_collections
 
-from runs import paper
+from lafit import config as config_lib
+
+paper = config_lib.load_sibling(__file__, 'paper')
 
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:

@@ -36,7 +36,9 @@ every seed within 1.8%.
 
 import ml_collections
 
-from runs import paper
+from lafit import config as config_lib
+
+paper = config_lib.load_sibling(__file__, 'paper')
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -10,6 +10,8 @@ in this process is the kill-and-resume case.
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -178,17 +180,18 @@ def free_port() -> int:
     return listener.getsockname()[1]
 
 
-def test_two_processes_equal_one(sweeps, tmp_path):
-  # Two processes of 2 host devices each, joined by jax.distributed on this machine's
-  # loopback, run the first grid point: 2 chunks, each on a mesh of 4 devices.
-  workdir = tmp_path / 'two_processes'
+def run_two_processes(tmp_path, workdirs, extra_flags=((), ())) -> list[tuple[int, str]]:
+  """Runs the tiny sweep as two processes of 2 host devices each, joined on the loopback.
+
+  Returns the exit status and output of each process.
+  """
   port = free_port()
   processes, logs = [], []
   for process_id in range(2):
     logs.append(open(tmp_path / f'process_{process_id}.log', 'w'))
     processes.append(subprocess.Popen(
         [sys.executable, '-m', 'lafit.sweep', '--config=runs/sweep_example.py:tiny',
-         f'--workdir={workdir}', f'--config.grid.finetune.learning_rate=({STABLE_RATE},)',
+         f'--workdir={workdirs[process_id]}', *extra_flags[process_id],
          '--config.distributed=True', f'--coordinator_address=127.0.0.1:{port}',
          '--num_processes=2', f'--process_id={process_id}'],
         cwd=REPO, env=subprocess_env(2), stdout=logs[-1], stderr=subprocess.STDOUT))
@@ -200,9 +203,17 @@ def test_two_processes_equal_one(sweeps, tmp_path):
       process.kill()
     for log in logs:
       log.close()
-  outputs = [(tmp_path / f'process_{i}.log').read_text() for i in range(2)]
-  for process, output in zip(processes, outputs):
-    assert process.returncode == 0, output[-3000:]
+  return [(process.returncode, (tmp_path / f'process_{i}.log').read_text())
+          for i, process in enumerate(processes)]
+
+
+def test_two_processes_equal_one(sweeps, tmp_path):
+  # The first grid point: 2 chunks, each on a mesh of 4 devices over both processes.
+  workdir = tmp_path / 'two_processes'
+  first_point = f'--config.grid.finetune.learning_rate=({STABLE_RATE},)'
+  for returncode, output in run_two_processes(tmp_path, [workdir] * 2,
+                                              [[first_point]] * 2):
+    assert returncode == 0, output[-3000:]
     assert 'on 4 devices (cpu)' in output
 
   names = sorted(finished_chunks(workdir))
@@ -216,6 +227,44 @@ def test_two_processes_equal_one(sweeps, tmp_path):
     assert_chunks_equal(actual, expected)
 
 
+def test_interrupted_sweep_says_resume(tmp_path):
+  # Chunks of one seed, so that chunks remain when the first one is finished.
+  workdir = tmp_path / 'interrupted'
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'lafit.sweep', '--config=runs/sweep_example.py:tiny',
+       f'--workdir={workdir}', '--config.seeds_per_chunk=1', '--config.base.plots=False'],
+      cwd=REPO, env=subprocess_env(None), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+      text=True)
+  deadline = time.monotonic() + TIMEOUT_S
+  while not finished_chunks(workdir) and process.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.01)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=TIMEOUT_S)
+  assert process.returncode == 130, stderr[-3000:]
+  assert (f'Interrupted. The finished chunks are saved in {workdir}: run the same command '
+          'again to resume.') in stderr
+  assert 'Traceback' not in stderr
+  assert 1 <= len(finished_chunks(workdir)) < 12
+  assert not [name for name in os.listdir(workdir / 'chunks') if name.startswith('.tmp-')]
+
+
+@pytest.mark.parametrize('other, message', [
+    ('config', r'Error: process 1 runs another config than process 0 \(fields that differ: '
+               r'grid\.finetune\.learning_rate\)'),
+    ('workdir', r'Error: --workdir=\S+ is not shared: process 1 cannot read the file that '
+                r'process 0 wrote there'),
+], ids=['config', 'workdir'])
+def test_processes_that_differ_stop(tmp_path, other, message):
+  # Process 1 gets another grid, or a workdir of its own that process 0 does not share.
+  workdirs = [tmp_path / 'shared', tmp_path / ('own' if other == 'workdir' else 'shared')]
+  extra_flags = [[], ['--config.grid.finetune.learning_rate=(0.02,)'] if other == 'config'
+                 else []]
+  for returncode, output in run_two_processes(tmp_path, workdirs, extra_flags):
+    assert returncode == 1, output[-3000:]
+    assert re.search(message, output), output[-3000:]
+  assert not (tmp_path / 'shared' / 'chunks').exists()
+
+
 @pytest.mark.parametrize('distributed, flags, message', [
     (False, dict(num_processes=2, process_id=0),
      '--num_processes=2 needs --config.distributed=True'),
@@ -225,6 +274,11 @@ def test_two_processes_equal_one(sweeps, tmp_path):
      r'--process_id=2 is invalid: expected an integer in \[0, 1\]'),
     (True, dict(num_processes=0, process_id=0),
      '--num_processes=0 is invalid: expected an integer >= 1'),
+    (True, dict(coordinator_address='localhost'),
+     '--coordinator_address=localhost is invalid: expected host:port with a port in '
+     r'1\.\.65535'),
+    (True, dict(coordinator_address='127.0.0.1:70000'),
+     '--coordinator_address=127.0.0.1:70000 is invalid'),
 ])
 def test_bad_process_flags_rejected(distributed, flags, message):
   arguments = dict(coordinator_address=None, num_processes=None, process_id=None)
@@ -286,9 +340,29 @@ def test_summary_written(sweeps):
 
 def test_workdir_of_other_config_rejected(sweeps):
   config = tiny_config()
-  config.num_seeds = 5
-  with pytest.raises(ValueError, match='different config'):
+  config.base.finetune.num_steps += 1
+  with pytest.raises(ValueError, match=r'different config .*fields that differ: '
+                                       r'base\.finetune\.num_steps\)'):
     sweep.run(config, str(sweeps['root'] / 'reference'))
+
+
+def test_more_seeds_extend_sweep(sweeps, tmp_path):
+  workdir = tmp_path / 'extended'
+  shutil.copytree(sweeps['root'] / 'reference', workdir)
+  before = finished_chunks(workdir)
+  config = tiny_config()
+  config.num_seeds = 7  # One more block, of seed 6, per grid point.
+  record = sweep.run(config, str(workdir))
+
+  after = finished_chunks(workdir)
+  assert {name: after[name] for name in before} == before  # Kept, not rewritten.
+  assert sorted(set(after) - set(before)) == ['g0000_s0006-0006.npz', 'g0001_s0006-0006.npz']
+  assert list(record.coords['seed']) == list(range(7))
+  # The first 6 seeds come from the kept chunks. NaN marks the diverged grid point.
+  seed_axis = record.dims.index('seed')
+  np.testing.assert_array_equal(np.take(record.values, range(6), axis=seed_axis),
+                                sweeps['reference'].values)
+  assert np.isfinite(record.select(learning_rate=STABLE_RATE, seed=6).values).all()
 
 
 def with_field(config, field, value) -> ml_collections.ConfigDict:
