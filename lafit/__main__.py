@@ -6,7 +6,6 @@ programs are cached on disk (`--compilation_cache`, see `lafit.cache`).
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from lafit import cache
@@ -26,7 +25,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.INFO)
+  cli.log_progress()
   # Bad input is reported as one line, not a traceback; nothing has been compiled yet.
   try:
     config_lib.validate(_CONFIG.value)

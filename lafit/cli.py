@@ -4,6 +4,7 @@ Bad input ends a command with one line, `Error: ...`, that names the flag, the v
 the valid range, before JAX compiles anything. An interrupted command says what it kept.
 """
 
+import logging as std_logging
 import os
 import re
 import sys
@@ -16,6 +17,17 @@ from absl import logging
 def fail(message: str) -> NoReturn:
   """Exits with status 1 after printing `Error: message` to standard error."""
   sys.exit(f'Error: {message}')
+
+
+def log_progress() -> None:
+  """Logs at INFO level, without JAX's INFO lines about the backends it did not find.
+
+  JAX tries every platform it knows and logs each one missing at INFO level ("Unable to
+  initialize backend 'tpu'"), which would open the log of every command on a CPU. Its
+  warnings, such as a GPU without a CUDA-enabled jaxlib, are still shown.
+  """
+  logging.set_verbosity(logging.INFO)
+  std_logging.getLogger('jax._src.xla_bridge').setLevel(std_logging.WARNING)
 
 
 def exit_now(message: str, status: int) -> NoReturn:

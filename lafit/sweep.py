@@ -1040,7 +1040,7 @@ def check_distributed_flags(distributed: bool, coordinator_address: str | None,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.INFO)
+  cli.log_progress()
   config = flags.FLAGS.config
   process = {name: flags.FLAGS[name].value
              for name in ('coordinator_address', 'num_processes', 'process_id')}
