@@ -1,7 +1,8 @@
 """Command-line plumbing shared by `lafit`, `lafit.sweep` and `lafit.aggregate`.
 
 Bad input ends a command with one line, `Error: ...`, that names the flag, the value and
-the valid range, before JAX compiles anything. An interrupted command says what it kept.
+the valid range, before JAX compiles anything. An interrupted command prints where its
+finished work is.
 """
 
 import logging as std_logging
@@ -22,7 +23,7 @@ def fail(message: str) -> NoReturn:
 def log_progress() -> None:
   """Logs at INFO level, without JAX's INFO lines about the backends it did not find.
 
-  JAX tries every platform it knows and logs each one missing at INFO level ("Unable to
+  JAX tries every platform it supports and logs each one missing at INFO level ("Unable to
   initialize backend 'tpu'"), which would open the log of every command on a CPU. Its
   warnings, such as a GPU without a CUDA-enabled jaxlib, are still shown.
   """
@@ -78,9 +79,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
       list(flags.FLAGS.config.keys())
     except (OSError, ValueError, ImportError) as error:
-      given = [arg for arg in argv[1:] if arg.startswith('--config=')]
+      config_flag = [arg for arg in argv[1:] if arg.startswith('--config=')]
       reason = str(error).strip().splitlines()[-1].strip()
-      fail(f'{given[0] if given else "--config"} could not be loaded: {reason}')
+      fail(f'{config_flag[0] if config_flag else "--config"} could not be loaded: {reason}')
   return remaining
 
 
