@@ -395,8 +395,9 @@ def with_field(config, field, value) -> ml_collections.ConfigDict:
     ('grid.finetune.n_shots', 4, 'config.grid.finetune.n_shots=4 is invalid: expected a '
      'non-empty list'),
     ('grid.finetune.n_shots', (4, 4), 'the value 4 appears twice'),
-    ('grid.regime', ('zsv',), 'config.grid.regime=.* each regime must be <loss>_<trainable>'),
-    ('grid.regime', ('zs_q',), 'config.base.finetune.trainable=.* must be one of all, v, kq'),
+    ('grid.regime', ('zsv',), "config.grid.regime='zsv' is invalid: valid regimes for merged "
+     'parameters are zs_all, zs_v, zs_kq, zsfs_all, zsfs_v, zsfs_kq'),
+    ('grid.regime', ('zs_q',), "config.grid.regime='zs_q' is invalid: valid regimes"),
     ('grid.finetune.losses', ('fs',), 'config.base.finetune.losses=.* zs or zsfs'),
 ])
 def test_bad_config_rejected_before_work(tmp_path, monkeypatch, field, value, message):
