@@ -22,6 +22,7 @@ import dataclasses
 import itertools
 import json
 import math
+import numbers
 import os
 from typing import Any, Sequence
 
@@ -64,6 +65,7 @@ def _same_coordinate(a, b) -> bool:
 
 
 def format_coordinate(value) -> str:
+  """Formats a coordinate for tables and figures: floats to 4 significant digits."""
   if isinstance(value, tuple):
     return ','.join(format_coordinate(v) for v in value)
   if isinstance(value, float):
@@ -125,10 +127,23 @@ class SweepRecord:
                      f'{", ".join(self.dims)}.')
 
   def _index(self, dim: str, value) -> int:
-    for i, coordinate in enumerate(self.coords[dim]):
+    """Finds a coordinate equal to `value`, or else the one float coordinate that
+    `format_coordinate` displays as `value` (0.3162 for 0.31622776601683794)."""
+    coords = self.coords[dim]
+    for i, coordinate in enumerate(coords):
       if _same_coordinate(coordinate, value):
         return i
-    valid = ', '.join(format_coordinate(c) for c in self.coords[dim])
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+      displayed = [i for i, c in enumerate(coords)
+                   if isinstance(c, float) and float(format_coordinate(c)) == value]
+      if len(displayed) == 1:
+        return displayed[0]
+      if displayed:
+        matches = ', '.join(repr(coords[i]) for i in displayed)
+        raise ValueError(f'{dim}={value!r} is ambiguous: the coordinates {matches} are all '
+                         f'displayed as {format_coordinate(coords[displayed[0]])}. Pass one '
+                         'of them in full.')
+    valid = ', '.join(repr(c) for c in coords)
     raise ValueError(f'{dim}={value!r} is not a coordinate; valid values are {valid}.')
 
   def select(self, selection: dict[str, Any] | None = None, **coords) -> 'SweepRecord':
@@ -137,7 +152,9 @@ class SweepRecord:
     A single value drops its dimension, and a list keeps it with the listed coordinates.
     A list that is itself a coordinate (a tuple-valued axis such as `finetune.losses`) is
     read as a single value. Names are dimensions or unique last parts of field paths, so
-    `select(n_shots=10)` works for `finetune.n_shots`.
+    `select(n_shots=10)` works for `finetune.n_shots`. A float may also be given as tables
+    display it, `noise_std=0.3162` for 0.31622776601683794, if no other coordinate is
+    displayed the same way.
     """
     selection = {**(selection or {}), **coords}
     dims, coord_values = list(self.dims), dict(self.coords)

@@ -165,6 +165,42 @@ def test_select_rejects_unknown(synthetic, selection, message):
     record.select(selection)
 
 
+def make_record(grid, rng=None, *, seeds=(0, 1), models=('m',), tasks=('t',), n_max=0):
+  """Builds a record with random values and status ok over `grid`, a dict of axis values."""
+  coords = {**{field: list(values) for field, values in grid.items()}, 'seed': list(seeds),
+            'model': list(models), 'task': list(tasks), 'n': list(range(n_max + 1))}
+  shape = tuple(len(values) for values in coords.values())
+  rng = rng or np.random.default_rng(0)
+  return aggregate.SweepRecord(
+      dims=tuple(coords), coords=coords, values=rng.uniform(0.5, 2.0, shape),
+      status=np.full(shape[:-2], OK, np.int8), nonfinite_step=np.full(shape[:-2], -1, np.int32))
+
+
+def test_select_float_exact_or_displayed():
+  record = make_record({'noise_std': [0.1 ** 0.5, 0.5]})
+  expected = record.values[0]
+  np.testing.assert_array_equal(record.select(noise_std=0.1 ** 0.5).values, expected)
+  np.testing.assert_array_equal(record.select(noise_std=0.3162).values, expected)
+  np.testing.assert_array_equal(record.select(noise_std=[0.5, 0.3162]).values,
+                                record.values[[1, 0]])
+
+
+def test_select_float_ambiguous():
+  record = make_record({'noise_std': [0.31622, 0.31623, 0.5]})
+  with pytest.raises(ValueError, match='noise_std=0.3162 is ambiguous: the coordinates '
+                     '0.31622, 0.31623 are all displayed as 0.3162'):
+    record.select(noise_std=0.3162)
+  np.testing.assert_array_equal(record.select(noise_std=0.31623).values, record.values[1])
+
+
+@pytest.mark.parametrize('value', [0.3, 0.31623, 0.316])
+def test_select_float_no_match(value):
+  record = make_record({'noise_std': [0.1 ** 0.5, 0.5]})
+  with pytest.raises(ValueError, match=f'noise_std={value} is not a coordinate; valid values '
+                     'are 0.31622776601683794, 0.5.'):
+    record.select(noise_std=value)
+
+
 def test_select_ambiguous_short_name():
   coords = {'pretrain.n_shots': [5], 'finetune.n_shots': [5], 'seed': [0], 'model': ['m'],
             'task': ['t'], 'n': [0]}
