@@ -35,6 +35,8 @@ from scipy import stats  # A dependency of jax, so no new install.
 from lafit import io
 
 SEED, MODEL, TASK, N = 'seed', 'model', 'task', 'n'
+# Order of the dimensions after the grid axes, in `dims` and in the arrays.
+TRAILING_DIMS = (SEED, MODEL, TASK, N)
 
 # Status of one (grid point, seed, model); only `ok` enters means.
 STATUS_NAMES = (
@@ -64,6 +66,13 @@ def _same_coordinate(a, b) -> bool:
   return False
 
 
+def _matching_dims(name: str, dims: Sequence[str]) -> list[str]:
+  """Returns `[name]` if it is one of `dims`, else the dims whose field path ends in it."""
+  if name in dims:
+    return [name]
+  return [d for d in dims if d.rsplit('.', 1)[-1] == name]
+
+
 def format_coordinate(value) -> str:
   """Formats a coordinate for tables and figures: floats to 4 significant digits."""
   if isinstance(value, tuple):
@@ -86,6 +95,8 @@ class SweepRecord:
     status: `STATUS` codes over the dimensions `status_dims` (`dims` without task and n).
     nonfinite_step: the first NaN or inf training step of each model over `status_dims`;
       -1 where training stayed finite or did not run.
+    scalar_coords: the selected coordinate of each dimension that `select` removed, like
+      the scalar coordinates of xarray.
   """
 
   dims: tuple[str, ...]
@@ -93,8 +104,13 @@ class SweepRecord:
   values: np.ndarray
   status: np.ndarray
   nonfinite_step: np.ndarray
+  scalar_coords: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
+    both = [d for d in self.dims if d in self.scalar_coords]
+    if both:
+      raise ValueError(f'{", ".join(both)} is in both dims and scalar_coords, but a '
+                       'dimension that select() removed has only a scalar coordinate.')
     shape = tuple(len(self.coords[d]) for d in self.dims)
     if self.values.shape != shape:
       raise ValueError(f'values has shape {self.values.shape}, but dims {self.dims} need '
@@ -115,14 +131,19 @@ class SweepRecord:
 
   def dim_name(self, name: str) -> str:
     """Resolves a dimension name, or the unique last part of a field path (`n_shots`)."""
-    if name in self.dims:
-      return name
-    matches = [d for d in self.dims if d.rsplit('.', 1)[-1] == name]
+    matches = _matching_dims(name, self.dims)
     if len(matches) == 1:
       return matches[0]
     if matches:
       raise ValueError(f'{name!r} matches the dimensions {", ".join(matches)}; pass the full '
                        'name in a dict, e.g. record.select({"finetune.n_shots": 10}).')
+    removed = _matching_dims(name, tuple(self.scalar_coords))
+    if removed:
+      dim = removed[0]
+      value = self.scalar_coords[dim]
+      raise ValueError(f'{name!r} is not a dimension, because select() removed it '
+                       f'({dim}={value!r}). Select a list, such as {dim}=[{value!r}], to '
+                       'keep the dimension.')
     raise ValueError(f'{name!r} is not a dimension; valid dimensions are '
                      f'{", ".join(self.dims)}.')
 
@@ -159,6 +180,7 @@ class SweepRecord:
     selection = {**(selection or {}), **coords}
     dims, coord_values = list(self.dims), dict(self.coords)
     values, status, nonfinite = self.values, self.status, self.nonfinite_step
+    scalar_coords = dict(self.scalar_coords)
     for name, value in selection.items():
       dim = self.dim_name(name)
       if dim not in dims:
@@ -178,10 +200,36 @@ class SweepRecord:
         nonfinite = np.take(nonfinite, indices, axis=axis)
       if is_single:
         dims.remove(dim)
-        coord_values.pop(dim)
+        scalar_coords[dim] = coord_values.pop(dim)[indices]
       else:
         coord_values[dim] = [coord_values[dim][i] for i in indices]
-    return SweepRecord(tuple(dims), coord_values, values, status, nonfinite)
+    return SweepRecord(tuple(dims), coord_values, values, status, nonfinite, scalar_coords)
+
+  def _restore_dims(self, names: Sequence[str]) -> 'SweepRecord':
+    """Puts back each of `names` (of seed, model, task and n) that `select` removed, as a
+    dimension of length 1, so that code written for every dimension runs on a selection."""
+    record = self
+    for name in names:
+      if name in record.dims:
+        continue
+      if name not in record.scalar_coords:
+        raise ValueError(f'The record has no dimension {name} and no scalar coordinate '
+                         f'{name}. Its dimensions are {", ".join(record.dims)}.')
+      rank = TRAILING_DIMS.index(name)
+      position = sum(d not in TRAILING_DIMS or TRAILING_DIMS.index(d) < rank
+                     for d in record.dims)
+      dims = list(record.dims)
+      dims.insert(position, name)
+      scalar_coords = dict(record.scalar_coords)
+      coords = {**record.coords, name: [scalar_coords.pop(name)]}
+      status, nonfinite = record.status, record.nonfinite_step
+      if name not in (TASK, N):
+        status_position = sum(d in dims[:position] for d in record.status_dims)
+        status = np.expand_dims(status, status_position)
+        nonfinite = np.expand_dims(nonfinite, status_position)
+      record = SweepRecord(tuple(dims), coords, np.expand_dims(record.values, position),
+                           status, nonfinite, scalar_coords)
+    return record
 
   def valid_mask(self) -> np.ndarray:
     """Returns `status == ok` broadcast to the shape of `values`."""
@@ -327,6 +375,28 @@ def short_names(dims: Sequence[str]) -> dict[str, str]:
   return {d: part if last_parts.count(part) == 1 else d for d, part in zip(dims, last_parts)}
 
 
+def _labels(record: SweepRecord) -> dict[str, str]:
+  """Labels of all dimensions in tables and figures, those that select() removed included."""
+  grid = [d for d in (*record.dims, *record.scalar_coords) if d not in TRAILING_DIMS]
+  return {**{d: d for d in TRAILING_DIMS}, **short_names(grid)}
+
+
+def _describe_selection(record: SweepRecord) -> str:
+  """Lists the coordinates that select() fixed, grid axes first: `noise_std=0.5, n=20`."""
+  labels = _labels(record)
+  order = [d for d in record.scalar_coords if d not in TRAILING_DIMS]
+  order += [d for d in TRAILING_DIMS if d in record.scalar_coords]
+  return ', '.join(f'{labels[d]}={format_coordinate(record.scalar_coords[d])}' for d in order)
+
+
+def _check_has_seeds(record: SweepRecord, function: str) -> None:
+  if SEED not in record.dims:
+    seed = record.scalar_coords.get(SEED)
+    raise ValueError(f'{function} needs the seed dimension, which select() removed '
+                     f'(seed={seed!r}). Select a list of seeds, such as seed=[{seed!r}], to '
+                     'keep it.')
+
+
 def _grid_combinations(record: SweepRecord, exclude: Sequence[str]) -> list[dict[str, Any]]:
   other = [d for d in record.grid_dims if d not in exclude]
   return [dict(zip(other, values))
@@ -337,23 +407,31 @@ def plot_by_axis(record: SweepRecord, axis: str, model: str, confidence: float =
   """Plots test error against n for each value of one grid axis, with confidence bands.
 
   Columns are the tasks. Rows are the combinations of the other grid axes, so select
-  them first (`record.select(...)`) for a single row. Returns the matplotlib figure.
+  them first (`record.select(...)`) for a single row. A model, task or n that select()
+  removed counts as one coordinate, and the figure's title lists what select() fixed.
+  Returns the matplotlib figure.
+
+  Raises:
+    ValueError: if `axis` is not a grid axis of `record`, or select() removed it or the
+      seed dimension.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+  _check_has_seeds(record, 'plot_by_axis')
   axis = record.dim_name(axis)
   if axis not in record.grid_dims:
     raise ValueError(f'axis={axis!r} is not a grid axis; valid axes are '
                      f'{", ".join(record.grid_dims)}.')
-  by_model = record.select(model=model)
+  selection_text = _describe_selection(record)
+  labels = _labels(record)
+  by_model = record._restore_dims((MODEL, TASK, N)).select(model=model)
   rows = _grid_combinations(by_model, exclude=(axis,))
   tasks = by_model.coords[TASK]
   n_shots = np.asarray(by_model.coords[N])
   cmap = plt.get_cmap('viridis')
   axis_values = by_model.coords[axis]
-  labels = short_names(record.grid_dims)
 
   fig, panels = plt.subplots(len(rows), len(tasks), figsize=(4.5 * len(tasks), 3.5 * len(rows)),
                              squeeze=False)
@@ -378,8 +456,10 @@ def plot_by_axis(record: SweepRecord, axis: str, model: str, confidence: float =
                              for d, v in fixed.items())
       panel.set_title(f'{model}, {task}' + (f'\n{fixed_text}' if fixed_text else ''), fontsize=9)
       panel.legend(fontsize=7)
-  fig.suptitle(f'mean over seeds (seeds used), band: {confidence:.0%} Student t interval',
-               fontsize=9)
+  title = f'mean over seeds (seeds used), band: {confidence:.0%} Student t interval'
+  if selection_text:
+    title += f'\nselected: {selection_text}'
+  fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   return fig
 
@@ -390,7 +470,7 @@ def write_axis_figures(directory: str, record: SweepRecord, axis: str,
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   axis = record.dim_name(axis)
   paths = []
-  for model in record.coords[MODEL]:
+  for model in record._restore_dims((MODEL,)).coords[MODEL]:
     figure = plot_by_axis(record, axis, model, confidence)
     path = os.path.join(directory, axis, f'{model}.png')
     io.save_figure(path, figure)
@@ -412,14 +492,27 @@ def summary_table(record: SweepRecord, n_values: Sequence[int] | None = None,
   """Formats seed means and confidence intervals as Markdown.
 
   One row per grid point and model, one column per task and `n` in `n_values` (default:
-  0, n_max // 2 and n_max). A second table lists the seeds excluded from the means.
+  the first, middle and last n, so 0, n_max // 2 and n_max). A second table lists the
+  seeds excluded from the means. A model, task or n that select() removed counts as one
+  coordinate, and a line above the table lists what select() fixed.
+
+  Raises:
+    ValueError: for an `n` that is not a coordinate, or if select() removed the seed
+      dimension.
   """
-  n_max = record.coords[N][-1]
+  _check_has_seeds(record, 'summary_table')
+  selection_text = _describe_selection(record)
+  labels = _labels(record)
+  record = record._restore_dims((MODEL, TASK, N))
+  shots = record.coords[N]
   if n_values is None:
-    n_values = sorted({0, n_max // 2, n_max})
+    n_values = sorted({shots[0], shots[(len(shots) - 1) // 2], shots[-1]})
   for n in n_values:
-    if n not in record.coords[N]:
-      raise ValueError(f'n={n} is invalid: expected an integer in 0..{n_max}.')
+    if n not in shots:
+      if shots == list(range(shots[-1] + 1)):
+        raise ValueError(f'n={n} is invalid: expected an integer in 0..{shots[-1]}.')
+      raise ValueError(f'n={n} is invalid: expected one of {", ".join(map(str, shots))}, '
+                       'the n that select() kept.')
   summary = record.mean_over_seeds(confidence)
   grid_dims = record.grid_dims
   tasks = record.coords[TASK]
@@ -430,7 +523,8 @@ def summary_table(record: SweepRecord, n_values: Sequence[int] | None = None,
       'that diverged or have not finished are excluded.',
       '',
   ]
-  labels = short_names(grid_dims)
+  if selection_text:
+    lines += [f'Selected: {selection_text}.', '']
   header = [labels[d] for d in grid_dims] + ['model', 'seeds']
   header += [f'{task} n={n}' for task in tasks for n in n_values]
   lines.append('| ' + ' | '.join(header) + ' |')
@@ -446,7 +540,7 @@ def summary_table(record: SweepRecord, n_values: Sequence[int] | None = None,
       cells += [model, f'{used}/{summary.num_seeds}']
       for k in range(len(tasks)):
         for n in n_values:
-          index = grid_index + (m, k, record.coords[N].index(n))
+          index = grid_index + (m, k, shots.index(n))
           cells.append(_format_interval(summary.mean[index], summary.half_width[index]))
       lines.append('| ' + ' | '.join(cells) + ' |')
 

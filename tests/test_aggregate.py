@@ -235,6 +235,57 @@ def test_summary_table(synthetic):
   assert '| 0.1 | zs_v | 12 | diverged | 7 |' in table
 
 
+def table_rows(table):
+  """Returns the rows of the means table, header and separator excluded."""
+  lines = table.splitlines()
+  means = lines[:lines.index(next(l for l in lines if l.startswith('Seeds excluded')))]
+  return [line for line in means if line.startswith('| ') and 'model' not in line]
+
+
+def test_summary_table_selected_task(synthetic):
+  workdir, values = synthetic
+  table = aggregate.summary_table(aggregate.load(workdir).select(task='sphere'),
+                                  n_values=[0, 3])
+  assert 'Selected: task=sphere.' in table
+  assert '| noise_std | model | seeds | sphere n=0 | sphere n=3 |' in table
+  rows = table_rows(table)
+  assert len(rows) == 3
+  assert rows[1].startswith('| 0.1 | zs_v | 5/6 | ')
+  mean = np.delete(values[0, :, 1, 1, 3], 2).mean()
+  assert rows[1].split(' | ')[4].startswith(f'{mean:.4g} ± ')
+
+
+def test_summary_table_selected_n(synthetic):
+  workdir, values = synthetic
+  table = aggregate.summary_table(aggregate.load(workdir).select(n=2))
+  assert 'Selected: n=2.' in table
+  assert '| noise_std | model | seeds | theta0 n=2 | sphere n=2 |' in table
+  cells = table_rows(table)[0].split(' | ')
+  assert cells[:3] == ['| 0.1', 'pretrained', '6/6']
+  assert cells[3].startswith(f'{values[0, :, 0, 0, 2].mean():.4g} ± ')
+  assert cells[4].startswith(f'{values[0, :, 0, 1, 2].mean():.4g} ± ')
+
+
+def test_summary_table_selected_model_and_grid(synthetic):
+  workdir, values = synthetic
+  record = aggregate.load(workdir).select(noise_std=0.1, model='zs_v')
+  table = aggregate.summary_table(record, n_values=[1])
+  assert 'Selected: noise_std=0.1, model=zs_v.' in table
+  assert '| model | seeds | theta0 n=1 | sphere n=1 |' in table
+  rows = table_rows(table)
+  assert len(rows) == 1
+  mean = np.delete(values[0, :, 1, 0, 1], 2).mean()
+  assert rows[0].startswith(f'| zs_v | 5/6 | {mean:.4g} ± ')
+  assert '| zs_v | 12 | diverged | 7 |' in table
+
+
+def test_summary_table_rejects_selected_seed(synthetic):
+  record = aggregate.load(synthetic[0]).select(seed=10)
+  with pytest.raises(ValueError, match=r'summary_table needs the seed dimension, which '
+                     r'select\(\) removed \(seed=10\)\. Select a list of seeds'):
+    aggregate.summary_table(record)
+
+
 def test_summary_table_rejects_bad_n(synthetic):
   with pytest.raises(ValueError, match='n=9 is invalid: expected an integer in 0..3'):
     aggregate.summary_table(aggregate.load(synthetic[0]), n_values=[9])
@@ -249,6 +300,38 @@ def test_figures_written(synthetic):
   for path in paths:
     with open(path, 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_plot_selected_task(synthetic):
+  workdir, values = synthetic
+  record = aggregate.load(workdir).select(task='sphere')
+  figure = aggregate.plot_by_axis(record, 'noise_std', 'zs_v')
+  assert len(figure.axes) == 1
+  panel = figure.axes[0]
+  assert panel.get_title() == 'zs_v, sphere'
+  assert 'selected: task=sphere' in figure.get_suptitle()
+  mean = np.delete(values[0, :, 1, 1], 2, axis=0).mean(axis=0)
+  np.testing.assert_allclose(panel.get_lines()[0].get_ydata(), mean, rtol=1e-12)
+  np.testing.assert_array_equal(panel.get_lines()[0].get_xdata(), [0, 1, 2, 3])
+
+
+def test_plot_selected_n_and_model(synthetic):
+  workdir, values = synthetic
+  record = aggregate.load(workdir).select(n=2, model='pretrained')
+  figure = aggregate.plot_by_axis(record, 'noise_std', 'pretrained')
+  assert [panel.get_title() for panel in figure.axes] == ['pretrained, theta0',
+                                                          'pretrained, sphere']
+  assert 'selected: model=pretrained, n=2' in figure.get_suptitle()
+  lines = figure.axes[1].get_lines()
+  np.testing.assert_array_equal(lines[1].get_xdata(), [2])
+  np.testing.assert_allclose(lines[1].get_ydata(), [values[1, :, 0, 1, 2].mean()], rtol=1e-12)
+
+
+def test_plot_rejects_selected_axis(synthetic):
+  record = aggregate.load(synthetic[0]).select(noise_std=0.5)
+  with pytest.raises(ValueError, match=r"'noise_std' is not a dimension, because select\(\) "
+                     r'removed it \(noise_std=0.5\)'):
+    aggregate.plot_by_axis(record, 'noise_std', 'pretrained')
 
 
 def test_plot_rejects_non_grid_axis(synthetic):
