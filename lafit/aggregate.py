@@ -368,11 +368,28 @@ def load(workdir: str) -> SweepRecord:
 # Figures and the summary table.
 
 
+# Config sections whose fields share names: `pretrain.learning_rate` and
+# `finetune.learning_rate`, and the sweep's grid key `learning_rate` that sets both.
+TRAINING_PHASES = ('pretrain', 'finetune')
+
+
 def short_names(dims: Sequence[str]) -> dict[str, str]:
-  """Maps each dimension to the last part of its field path, or the full path if two
-  dimensions share that last part (`pretrain.n_shots` and `finetune.n_shots`)."""
+  """Maps each grid dimension to its label in tables and figures.
+
+  The label is the last part of the field path (`eval.num_prompts` gives `num_prompts`).
+  A dimension keeps its full path where the last part alone would mislead:
+
+  - where another dimension has the same last part,
+  - for the fields of a training phase (`finetune.n_shots`, `finetune.learning_rate`),
+  - where the last part starts with `n_`, which reads like the evaluation shot count `n`.
+  """
   last_parts = [d.rsplit('.', 1)[-1] for d in dims]
-  return {d: part if last_parts.count(part) == 1 else d for d, part in zip(dims, last_parts)}
+  labels = {}
+  for dim, part in zip(dims, last_parts):
+    is_unique = last_parts.count(part) == 1
+    in_phase = dim.split('.', 1)[0] in TRAINING_PHASES
+    labels[dim] = part if is_unique and not in_phase and not part.startswith('n_') else dim
+  return labels
 
 
 def _labels(record: SweepRecord) -> dict[str, str]:

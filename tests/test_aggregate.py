@@ -213,6 +213,39 @@ def test_select_ambiguous_short_name():
   assert record.select({'finetune.n_shots': 5}).dims[0] == 'pretrain.n_shots'
 
 
+def test_short_names_unambiguous():
+  dims = ['noise_std', 'eval.num_prompts', 'finetune.n_shots', 'finetune.learning_rate',
+          'learning_rate', 'finetune.dataset_size', 'eval.n_max', 'a.x', 'b.x']
+  assert aggregate.short_names(dims) == {
+      'noise_std': 'noise_std',
+      'eval.num_prompts': 'num_prompts',
+      'finetune.n_shots': 'finetune.n_shots',
+      'finetune.learning_rate': 'finetune.learning_rate',
+      'learning_rate': 'learning_rate',
+      'finetune.dataset_size': 'finetune.dataset_size',
+      'eval.n_max': 'eval.n_max',
+      'a.x': 'a.x',
+      'b.x': 'b.x',
+  }
+
+
+def test_phase_axes_labeled_in_full():
+  record = make_record({'finetune.learning_rate': [0.01], 'finetune.n_shots': [10, 20],
+                        'eval.num_prompts': [100]}, n_max=1)
+  table = aggregate.summary_table(record, n_values=[1])
+  assert ('| finetune.learning_rate | finetune.n_shots | num_prompts | model | seeds | t n=1 |'
+          in table)
+  figure = aggregate.plot_by_axis(record, 'n_shots', 'm')
+  labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+  assert labels == ['finetune.n_shots=10 (2/2)', 'finetune.n_shots=20 (2/2)']
+  assert figure.axes[0].get_title() == 'm, t\nfinetune.learning_rate=0.01, num_prompts=100'
+  # select and dim_name still take the last part where it is unique.
+  selected = record.select(learning_rate=0.01, n_shots=20, num_prompts=100)
+  np.testing.assert_array_equal(selected.values, record.values[0, 1, 0])
+  assert 'Selected: finetune.learning_rate=0.01, finetune.n_shots=20, num_prompts=100.' in (
+      aggregate.summary_table(selected))
+
+
 def test_excluded_seeds_listed(synthetic):
   record = aggregate.load(synthetic[0])
   assert record.excluded_seeds() == [
