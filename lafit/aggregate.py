@@ -24,6 +24,7 @@ import json
 import math
 import numbers
 import os
+import sys
 from typing import Any, Sequence
 
 from absl import app
@@ -610,13 +611,93 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['workdir'])
 
 
+def _read_description(workdir: str) -> dict:
+  """Reads `sweep.json` of `workdir`, for the checks of the command-line flags."""
+  if not os.path.isdir(workdir):
+    raise ValueError(f'--workdir={workdir} is invalid: the directory does not exist. Pass '
+                     'the workdir of a sweep that `python -m lafit.sweep` started.')
+  path = os.path.join(workdir, 'sweep.json')
+  if not os.path.exists(path):
+    raise ValueError(f'--workdir={workdir} is invalid: {path} not found. Pass the workdir '
+                     'of a sweep that `python -m lafit.sweep` started.')
+  try:
+    description = io.read_json(path)
+  except ValueError as error:
+    raise ValueError(f'--workdir={workdir} is invalid: {path} is not valid JSON '
+                     f'({error}).') from error
+  missing = [key for key in ('axes', 'n_max') if key not in description]
+  if missing:
+    raise ValueError(f'--workdir={workdir} is invalid: {path} has no {", ".join(missing)}, '
+                     'so `python -m lafit.sweep` did not write it.')
+  return description
+
+
+def _parse_n(n: Sequence[str], n_max: int) -> list[int]:
+  flag = f'--n={",".join(n)}'
+  if not n:
+    raise ValueError(f'{flag} is invalid: expected one or more integers in 0..{n_max}.')
+  n_values = []
+  for text in n:
+    try:
+      value = int(text)
+    except ValueError:
+      raise ValueError(f'{flag} is invalid: {text!r} is not an integer. Expected integers '
+                       f'in 0..{n_max}, such as --n=0,{n_max}.') from None
+    if not 0 <= value <= n_max:
+      raise ValueError(f'{flag} is invalid: {value} is outside 0..{n_max}, the shot counts '
+                       'of this sweep.')
+    n_values.append(value)
+  return n_values
+
+
+def _parse_axes(axis: Sequence[str], grid_axes: Sequence[str]) -> list[str]:
+  axes = []
+  for name in axis:
+    matches = _matching_dims(name, grid_axes)
+    if len(matches) > 1:
+      raise ValueError(f'--axis={name} is invalid: it matches the grid axes '
+                       f'{", ".join(matches)}. Pass the full name.')
+    if not grid_axes:
+      raise ValueError(f'--axis={name} is invalid: the sweep has no grid axes to plot.')
+    if not matches:
+      raise ValueError(f'--axis={name} is invalid: expected a grid axis of the sweep. Valid '
+                       f'axes are {", ".join(grid_axes)}.')
+    axes.append(matches[0])
+  return axes
+
+
+def parse_flags(workdir: str, n: Sequence[str] | None, axis: Sequence[str] | None,
+                confidence: float) -> tuple[list[int] | None, list[str] | None]:
+  """Checks the command-line values against the sweep's `sweep.json`, before any chunk is
+  read or figure drawn.
+
+  Returns:
+    The shot counts `n` as integers and the grid axes `axis` as full field paths, each
+    None where the flag is unset.
+
+  Raises:
+    ValueError: naming the flag, its value and the valid values.
+  """
+  if not 0 < confidence < 1:
+    raise ValueError(f'--confidence={confidence} is invalid: expected a number in (0, 1), '
+                     'such as 0.95.')
+  description = _read_description(workdir)
+  n_values = None if n is None else _parse_n(n, description['n_max'])
+  grid_axes = [entry['field'] for entry in description['axes']]
+  axes = None if axis is None else _parse_axes(axis, grid_axes)
+  return n_values, axes
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.INFO)
   options = flags.FLAGS
-  n_values = None if options.n is None else [int(n) for n in options.n]
-  write_report(options.workdir, plots=options.plots, axes=options.axis, n_values=n_values,
+  try:
+    n_values, axes = parse_flags(options.workdir, options.n, options.axis, options.confidence)
+  except ValueError as error:
+    sys.exit(f'Error: {error}')
+  write_report(options.workdir, plots=options.plots, axes=axes, n_values=n_values,
                confidence=options.confidence)
   print(open(os.path.join(options.workdir, 'summary.md'), encoding='utf-8').read())
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -381,3 +382,66 @@ def test_command_line_writes_summary(synthetic):
   assert 'theta0 n=1 | theta0 n=2' in done.stdout
   assert os.path.exists(os.path.join(workdir, 'summary.md'))
   assert not os.path.exists(os.path.join(workdir, 'figures'))
+
+
+@pytest.mark.parametrize('n,axis,confidence,message', [
+    (None, None, 1.5, r'--confidence=1.5 is invalid: expected a number in \(0, 1\)'),
+    (None, None, float('nan'), r'--confidence=nan is invalid: expected a number in \(0, 1\)'),
+    (['abc'], None, 0.95, "--n=abc is invalid: 'abc' is not an integer. Expected integers in "
+     '0..3'),
+    (['1', '9'], None, 0.95, '--n=1,9 is invalid: 9 is outside 0..3'),
+    ([], None, 0.95, '--n= is invalid: expected one or more integers in 0..3'),
+    (None, ['foo'], 0.95, '--axis=foo is invalid: expected a grid axis of the sweep. Valid '
+     'axes are noise_std.'),
+    (None, ['seed'], 0.95, '--axis=seed is invalid: expected a grid axis'),
+])
+def test_parse_flags_rejects_values(synthetic, n, axis, confidence, message):
+  with pytest.raises(ValueError, match=message):
+    aggregate.parse_flags(synthetic[0], n, axis, confidence)
+
+
+def test_parse_flags_rejects_workdir(tmp_path):
+  missing = str(tmp_path / 'missing')
+  with pytest.raises(ValueError, match=f'--workdir={re.escape(missing)} is invalid: the '
+                     'directory does not exist'):
+    aggregate.parse_flags(missing, None, None, 0.95)
+  prefix = f'--workdir={re.escape(str(tmp_path))} is invalid: '
+  with pytest.raises(ValueError, match=f'{prefix}.*sweep.json not found'):
+    aggregate.parse_flags(str(tmp_path), None, None, 0.95)
+  (tmp_path / 'sweep.json').write_text('{"axes": [')
+  with pytest.raises(ValueError, match=f'{prefix}.*sweep.json is not valid JSON'):
+    aggregate.parse_flags(str(tmp_path), None, None, 0.95)
+  (tmp_path / 'sweep.json').write_text('{"axes": []}')
+  with pytest.raises(ValueError, match='sweep.json has no n_max'):
+    aggregate.parse_flags(str(tmp_path), None, None, 0.95)
+
+
+def test_parse_flags_resolves_values(tmp_path):
+  io.write_json(str(tmp_path / 'sweep.json'), {'n_max': 40, 'axes': [
+      {'field': 'pretrain.n_shots', 'values': [10]},
+      {'field': 'finetune.n_shots', 'values': [10]},
+      {'field': 'eval.num_prompts', 'values': [100]}]})
+  n_values, axes = aggregate.parse_flags(str(tmp_path), ['0', ' 40', '7'],
+                                         ['num_prompts', 'finetune.n_shots'], 0.9)
+  assert n_values == [0, 40, 7]
+  assert axes == ['eval.num_prompts', 'finetune.n_shots']
+  assert aggregate.parse_flags(str(tmp_path), None, None, 0.5) == (None, None)
+  with pytest.raises(ValueError, match='--axis=n_shots is invalid: it matches the grid axes '
+                     'pretrain.n_shots, finetune.n_shots. Pass the full name.'):
+    aggregate.parse_flags(str(tmp_path), None, ['n_shots'], 0.95)
+
+  io.write_json(str(tmp_path / 'sweep.json'), {'n_max': 40, 'axes': []})
+  with pytest.raises(ValueError, match='--axis=noise_std is invalid: the sweep has no grid '
+                     'axes to plot'):
+    aggregate.parse_flags(str(tmp_path), None, ['noise_std'], 0.95)
+
+
+def test_command_line_bad_flag(synthetic):
+  workdir, _ = synthetic
+  done = subprocess.run(
+      [sys.executable, '-m', 'lafit.aggregate', f'--workdir={workdir}', '--n=abc'],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 1
+  assert "Error: --n=abc is invalid: 'abc' is not an integer" in done.stderr
+  assert 'Traceback' not in done.stderr
+  assert not os.path.exists(os.path.join(workdir, 'summary.md'))
