@@ -18,6 +18,7 @@ Command line, which writes `summary.md` and `figures/` into the sweep's workdir:
   python -m lafit.aggregate --workdir=DIR [--n=0,10,20] [--axis=noise_std]
 """
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -421,13 +422,26 @@ def _grid_combinations(record: SweepRecord, exclude: Sequence[str]) -> list[dict
           for values in itertools.product(*(record.coords[d] for d in other))]
 
 
+def _no_seeds_text(status: np.ndarray) -> str:
+  """Explains a panel without seeds from the statuses of its (grid point, seed) entries."""
+  counts = collections.Counter(STATUS_NAMES[code] for code in status.ravel())
+  counts.pop('absent', None)
+  if not counts:
+    return 'model not trained at these grid points'
+  if set(counts) == {'missing'}:
+    return 'no finished seeds'
+  return 'no seeds used: ' + ', '.join(f'{counts[name]} {name}' for name in STATUS_NAMES
+                                       if name in counts)
+
+
 def plot_by_axis(record: SweepRecord, axis: str, model: str, confidence: float = 0.95):
   """Plots test error against n for each value of one grid axis, with confidence bands.
 
   Columns are the tasks. Rows are the combinations of the other grid axes, so select
-  them first (`record.select(...)`) for a single row. A model, task or n that select()
-  removed counts as one coordinate, and the figure's title lists what select() fixed.
-  Returns the matplotlib figure.
+  them first (`record.select(...)`) for a single row. A row without a seed of status ok
+  shows why in place of curves, such as "no finished seeds". A model, task or n that
+  select() removed counts as one coordinate, and the figure's title lists what select()
+  fixed. Returns the matplotlib figure.
 
   Raises:
     ValueError: if `axis` is not a grid axis of `record`, or select() removed it or the
@@ -454,26 +468,35 @@ def plot_by_axis(record: SweepRecord, axis: str, model: str, confidence: float =
   fig, panels = plt.subplots(len(rows), len(tasks), figsize=(4.5 * len(tasks), 3.5 * len(rows)),
                              squeeze=False)
   for row, fixed in enumerate(rows):
-    summary = by_model.select(fixed).mean_over_seeds(confidence)
+    row_record = by_model.select(fixed)
+    summary = row_record.mean_over_seeds(confidence)
+    has_seeds = np.any(row_record.status == STATUS['ok'])
     for column, task in enumerate(tasks):
       panel = panels[row][column]
-      for i, value in enumerate(axis_values):
-        selected = {axis: i, TASK: column}
-        index = tuple(selected.get(d, slice(None)) for d in summary.dims)
-        mean, lower, upper = summary.mean[index], summary.lower[index], summary.upper[index]
-        used = int(summary.num_used[index].min())
-        color = cmap(i / max(len(axis_values) - 1, 1))
-        label = f'{labels[axis]}={format_coordinate(value)} ({used}/{summary.num_seeds})'
-        panel.plot(n_shots, mean, '-o', color=color, markersize=2.5, label=label)
-        panel.fill_between(n_shots, lower, upper, color=color, alpha=0.2, linewidth=0)
-      if np.any(np.isfinite(summary.mean) & (summary.mean > 0)):
-        panel.set_yscale('log')
+      if has_seeds:
+        for i, value in enumerate(axis_values):
+          selected = {axis: i, TASK: column}
+          index = tuple(selected.get(d, slice(None)) for d in summary.dims)
+          mean, lower, upper = summary.mean[index], summary.lower[index], summary.upper[index]
+          used = int(summary.num_used[index].min())
+          color = cmap(i / max(len(axis_values) - 1, 1))
+          label = f'{labels[axis]}={format_coordinate(value)} ({used}/{summary.num_seeds})'
+          panel.plot(n_shots, mean, '-o', color=color, markersize=2.5, label=label)
+          panel.fill_between(n_shots, lower, upper, color=color, alpha=0.2, linewidth=0)
+        if np.any(np.isfinite(summary.mean) & (summary.mean > 0)):
+          panel.set_yscale('log')
+        panel.legend(fontsize=7)
+      else:
+        # Without a seed to plot, the y-axis would only show matplotlib's default range.
+        panel.text(0.5, 0.5, _no_seeds_text(row_record.status), transform=panel.transAxes,
+                   ha='center', va='center', fontsize=9)
+        panel.set_xlim(n_shots[0] - 0.5, n_shots[-1] + 0.5)
+        panel.set_yticks([])
       panel.set_xlabel('shots n')
       panel.set_ylabel('test error')
       fixed_text = ', '.join(f'{labels[d]}={format_coordinate(v)}'
                              for d, v in fixed.items())
       panel.set_title(f'{model}, {task}' + (f'\n{fixed_text}' if fixed_text else ''), fontsize=9)
-      panel.legend(fontsize=7)
   title = f'mean over seeds (seeds used), band: {confidence:.0%} Student t interval'
   if selection_text:
     title += f'\nselected: {selection_text}'

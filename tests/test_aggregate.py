@@ -445,3 +445,26 @@ def test_command_line_bad_flag(synthetic):
   assert "Error: --n=abc is invalid: 'abc' is not an integer" in done.stderr
   assert 'Traceback' not in done.stderr
   assert not os.path.exists(os.path.join(workdir, 'summary.md'))
+
+
+def test_plot_row_without_seeds():
+  record = make_record({'noise_std': [0.1, 0.5], 'finetune.n_shots': [10, 20, 40]},
+                       seeds=(0, 1, 2), tasks=('theta0', 'sphere'), n_max=2)
+  values, status = record.values.copy(), record.status.copy()
+  status[:, 1] = aggregate.STATUS['missing']  # n_shots 20: nothing finished.
+  status[:, 2] = aggregate.STATUS['missing']  # n_shots 40: seed 0 diverged, 1 and 2 missing.
+  status[0, 2, 0] = DIVERGED
+  values[:, 1:] = np.nan
+  record = aggregate.SweepRecord(record.dims, record.coords, values, status,
+                                 record.nonfinite_step)
+  figure = aggregate.plot_by_axis(record, 'noise_std', 'm')
+  panels = np.asarray(figure.axes).reshape(3, 2)
+  for panel in panels[0]:
+    assert len(panel.get_lines()) == 2
+    assert not panel.texts
+  for panel in panels[1]:
+    assert not panel.get_lines()
+    assert [text.get_text() for text in panel.texts] == ['no finished seeds']
+    assert len(panel.get_yticks()) == 0
+  for panel in panels[2]:
+    assert [text.get_text() for text in panel.texts] == ['no seeds used: 1 diverged, 5 missing']
