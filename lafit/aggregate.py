@@ -26,6 +26,7 @@ import math
 import numbers
 import os
 import sys
+import time
 from typing import Any, Sequence
 
 from absl import app
@@ -465,8 +466,10 @@ def plot_by_axis(record: SweepRecord, axis: str, model: str, confidence: float =
   cmap = plt.get_cmap('viridis')
   axis_values = by_model.coords[axis]
 
+  # dpi=120 is the resolution of io.save_figure, so savefig reuses the text sizes that
+  # tight_layout measured, which matplotlib caches per dpi.
   fig, panels = plt.subplots(len(rows), len(tasks), figsize=(4.5 * len(tasks), 3.5 * len(rows)),
-                             squeeze=False)
+                             squeeze=False, dpi=120)
   for row, fixed in enumerate(rows):
     row_record = by_model.select(fixed)
     summary = row_record.mean_over_seeds(confidence)
@@ -502,6 +505,9 @@ def plot_by_axis(record: SweepRecord, axis: str, model: str, confidence: float =
     title += f'\nselected: {selection_text}'
   fig.suptitle(title, fontsize=9)
   fig.tight_layout()
+  # tight_layout leaves a placeholder layout engine, with which savefig draws the figure once
+  # more before the drawing that it saves. The margins are final, so drop the engine.
+  fig.set_layout_engine(None)
   return fig
 
 
@@ -514,7 +520,8 @@ def write_axis_figures(directory: str, record: SweepRecord, axis: str,
   for model in record._restore_dims((MODEL,)).coords[MODEL]:
     figure = plot_by_axis(record, axis, model, confidence)
     path = os.path.join(directory, axis, f'{model}.png')
-    io.save_figure(path, figure)
+    # plot_by_axis has fitted the margins, and cropping would draw the figure once more.
+    io.save_figure(path, figure, tight=False)
     plt.close(figure)
     paths.append(path)
   return paths
@@ -612,8 +619,14 @@ def write_report(workdir: str, *, plots: bool = True, axes: Sequence[str] | None
   if plots:
     if axes is None:
       axes = [d for d in record.grid_dims if len(record.coords[d]) > 1]
+    directory = os.path.join(workdir, 'figures')
+    num_figures = len(axes) * len(record._restore_dims((MODEL,)).coords[MODEL])
+    logging.info('Writing %d figures, one per grid axis and model, to %s.', num_figures,
+                 directory)
+    start_time = time.perf_counter()
     for axis in axes:
-      write_axis_figures(os.path.join(workdir, 'figures'), record, axis, confidence)
+      write_axis_figures(directory, record, axis, confidence)
+    logging.info('Wrote %d figures in %.1f s.', num_figures, time.perf_counter() - start_time)
   logging.info('Wrote the summary of %s.', workdir)
   return record
 

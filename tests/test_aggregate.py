@@ -1,6 +1,7 @@
 """Aggregation of sweep results, on a synthetic sweep written by hand (no training)."""
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -366,6 +367,24 @@ def test_plot_rejects_selected_axis(synthetic):
   with pytest.raises(ValueError, match=r"'noise_std' is not a dimension, because select\(\) "
                      r'removed it \(noise_std=0.5\)'):
     aggregate.plot_by_axis(record, 'noise_std', 'pretrained')
+
+
+def test_report_logs_figures(synthetic, caplog):
+  workdir, _ = synthetic
+  caplog.set_level(logging.INFO)
+  aggregate.write_report(workdir)
+  messages = [record.getMessage() for record in caplog.records]
+  directory = os.path.join(workdir, 'figures')
+  assert f'Writing 2 figures, one per grid axis and model, to {directory}.' in messages
+  assert any(m.startswith('Wrote 2 figures in ') and m.endswith(' s.') for m in messages)
+  assert sorted(os.listdir(os.path.join(directory, 'noise_std'))) == ['pretrained.png',
+                                                                     'zs_v.png']
+
+
+def test_plot_has_no_layout_engine(synthetic):
+  # A layout engine would make savefig draw the figure twice.
+  figure = aggregate.plot_by_axis(aggregate.load(synthetic[0]), 'noise_std', 'pretrained')
+  assert figure.get_layout_engine() is None
 
 
 def test_plot_rejects_non_grid_axis(synthetic):
