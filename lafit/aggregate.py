@@ -25,7 +25,6 @@ import json
 import math
 import numbers
 import os
-import sys
 import time
 from typing import Any, Sequence
 
@@ -35,6 +34,7 @@ from absl import logging
 import numpy as np
 from scipy import stats  # A dependency of jax, so no new install.
 
+from lafit import cli
 from lafit import io
 
 SEED, MODEL, TASK, N = 'seed', 'model', 'task', 'n'
@@ -702,7 +702,7 @@ def _parse_axes(axis: Sequence[str], grid_axes: Sequence[str]) -> list[str]:
   return axes
 
 
-def parse_flags(workdir: str, n: Sequence[str] | None, axis: Sequence[str] | None,
+def check_flags(workdir: str, n: Sequence[str] | None, axis: Sequence[str] | None,
                 confidence: float) -> tuple[list[int] | None, list[str] | None]:
   """Checks the command-line values against the sweep's `sweep.json`, before any chunk is
   read or figure drawn.
@@ -727,12 +727,12 @@ def parse_flags(workdir: str, n: Sequence[str] | None, axis: Sequence[str] | Non
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.INFO)
+  cli.log_progress()
   options = flags.FLAGS
   try:
-    n_values, axes = parse_flags(options.workdir, options.n, options.axis, options.confidence)
+    n_values, axes = check_flags(options.workdir, options.n, options.axis, options.confidence)
   except ValueError as error:
-    sys.exit(f'Error: {error}')
+    cli.fail(str(error))
   write_report(options.workdir, plots=options.plots, axes=axes, n_values=n_values,
                confidence=options.confidence)
   print(open(os.path.join(options.workdir, 'summary.md'), encoding='utf-8').read())
@@ -740,4 +740,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -414,45 +414,45 @@ def test_command_line_writes_summary(synthetic):
      'axes are noise_std.'),
     (None, ['seed'], 0.95, '--axis=seed is invalid: expected a grid axis'),
 ])
-def test_parse_flags_rejects_values(synthetic, n, axis, confidence, message):
+def test_check_flags_rejects_values(synthetic, n, axis, confidence, message):
   with pytest.raises(ValueError, match=message):
-    aggregate.parse_flags(synthetic[0], n, axis, confidence)
+    aggregate.check_flags(synthetic[0], n, axis, confidence)
 
 
-def test_parse_flags_rejects_workdir(tmp_path):
+def test_check_flags_rejects_workdir(tmp_path):
   missing = str(tmp_path / 'missing')
   with pytest.raises(ValueError, match=f'--workdir={re.escape(missing)} is invalid: the '
                      'directory does not exist'):
-    aggregate.parse_flags(missing, None, None, 0.95)
+    aggregate.check_flags(missing, None, None, 0.95)
   prefix = f'--workdir={re.escape(str(tmp_path))} is invalid: '
   with pytest.raises(ValueError, match=f'{prefix}.*sweep.json not found'):
-    aggregate.parse_flags(str(tmp_path), None, None, 0.95)
+    aggregate.check_flags(str(tmp_path), None, None, 0.95)
   (tmp_path / 'sweep.json').write_text('{"axes": [')
   with pytest.raises(ValueError, match=f'{prefix}.*sweep.json is not valid JSON'):
-    aggregate.parse_flags(str(tmp_path), None, None, 0.95)
+    aggregate.check_flags(str(tmp_path), None, None, 0.95)
   (tmp_path / 'sweep.json').write_text('{"axes": []}')
   with pytest.raises(ValueError, match='sweep.json has no n_max'):
-    aggregate.parse_flags(str(tmp_path), None, None, 0.95)
+    aggregate.check_flags(str(tmp_path), None, None, 0.95)
 
 
-def test_parse_flags_resolves_values(tmp_path):
+def test_check_flags_resolves_values(tmp_path):
   io.write_json(str(tmp_path / 'sweep.json'), {'n_max': 40, 'axes': [
       {'field': 'pretrain.n_shots', 'values': [10]},
       {'field': 'finetune.n_shots', 'values': [10]},
       {'field': 'eval.num_prompts', 'values': [100]}]})
-  n_values, axes = aggregate.parse_flags(str(tmp_path), ['0', ' 40', '7'],
+  n_values, axes = aggregate.check_flags(str(tmp_path), ['0', ' 40', '7'],
                                          ['num_prompts', 'finetune.n_shots'], 0.9)
   assert n_values == [0, 40, 7]
   assert axes == ['eval.num_prompts', 'finetune.n_shots']
-  assert aggregate.parse_flags(str(tmp_path), None, None, 0.5) == (None, None)
+  assert aggregate.check_flags(str(tmp_path), None, None, 0.5) == (None, None)
   with pytest.raises(ValueError, match='--axis=n_shots is invalid: it matches the grid axes '
                      'pretrain.n_shots, finetune.n_shots. Pass the full name.'):
-    aggregate.parse_flags(str(tmp_path), None, ['n_shots'], 0.95)
+    aggregate.check_flags(str(tmp_path), None, ['n_shots'], 0.95)
 
   io.write_json(str(tmp_path / 'sweep.json'), {'n_max': 40, 'axes': []})
   with pytest.raises(ValueError, match='--axis=noise_std is invalid: the sweep has no grid '
                      'axes to plot'):
-    aggregate.parse_flags(str(tmp_path), None, ['noise_std'], 0.95)
+    aggregate.check_flags(str(tmp_path), None, ['noise_std'], 0.95)
 
 
 def test_command_line_bad_flag(synthetic):

@@ -328,7 +328,7 @@ def test_seed_matches_single_experiment_run(sweeps, tmp_path, seed):
 def test_summary_written(sweeps):
   root = sweeps['root'] / 'reference'
   summary = (root / 'summary.md').read_text()
-  assert '| learning_rate | model | seeds |' in summary
+  assert '| finetune.learning_rate | model | seeds |' in summary
   assert summary.count('| 6/6 |') == 3  # Both pretrained models, zsfs_v at rate 0.01.
   assert '| 1e+04 | zsfs_v | 0/6 | no seeds |' in summary
   assert 'Seeds excluded from the means: 6.' in summary
