@@ -649,6 +649,7 @@ def define_flags() -> None:
 
 def _read_description(workdir: str) -> dict:
   """Reads `sweep.json` of `workdir`, for the checks of the command-line flags."""
+  cli.check_workdir(workdir)
   if not os.path.isdir(workdir):
     raise ValueError(f'--workdir={workdir} is invalid: the directory does not exist. Pass '
                      'the workdir of a sweep that `python -m lafit.sweep` started.')

@@ -49,8 +49,8 @@ def _unknown_field_message(argv: list[str], error: Exception) -> str:
   pattern = re.compile(rf'--config(\.\w+)*\.{re.escape(field)}(\.|=|$)')
   overrides = [arg for arg in argv[1:] if pattern.match(arg)]
   flag = overrides[0] if overrides else f'--config.{field}'
-  return (f'{flag} is invalid: the config has no field {field!r}. '
-          '--helpfull lists the --config.* fields of the config file.')
+  return (f'{flag} is invalid: the config has no field {field!r}. Check the path of the '
+          'field against the config file.')
 
 
 def _one_line(message: str) -> str:

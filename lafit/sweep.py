@@ -221,7 +221,8 @@ def _parse_regime(value, parameterization: str = 'merged') -> tuple[str, str]:
   valid = _regime_names(parameterization)
   if value not in valid:
     _fail(f'grid.{REGIME_KEY}', value,
-          f'valid regimes for {parameterization} parameters are {", ".join(valid)}')
+          f'with parameterization={parameterization!r} the valid regimes are '
+          f'{", ".join(valid)}')
   loss, trainable = value.split('_')
   return loss, trainable
 
@@ -675,7 +676,8 @@ def _pretrain_block(runner: GridPointRunner, chunk: Chunk, setup: experiment.Run
     arrays.update(loss_trace=result.loss_trace, trace_steps=result.trace_steps,
                   nonfinite_step=result.nonfinite_step)
     io.write_npz(path, arrays)
-  _sync_processes(f'pretrained {path}')
+  # The name leaves out the workdir, which processes may reach by different paths.
+  _sync_processes(f'pretrained {os.path.basename(path)}')
   return result
 
 
@@ -856,13 +858,24 @@ def check_workdir(workdir: str, plan: SweepPlan) -> None:
       raise ValueError(f'--workdir={workdir} contains a single run of python -m lafit '
                        '(config.json): choose another --workdir for a sweep.')
     return
-  stored = io.read_json(path)['config']
-  differing = io.differing_fields(_comparable(stored), _comparable(plan.config.to_dict()))
+  stored = io.read_json(path)
+  differing = io.differing_fields(_comparable(stored['config']),
+                                  _comparable(plan.config.to_dict()))
   if differing:
     raise ValueError(f'--workdir={workdir} contains a sweep of a different config ({path}; '
                      f'fields that differ: {", ".join(differing)}). Choose a new --workdir '
                      f'or delete that one. A re-run may change only '
                      f'{", ".join(RUN_ONLY_FIELDS)}.')
+  finished = [name for point in stored['points'] for name in point['chunks']
+              if os.path.exists(os.path.join(workdir, 'chunks', f'{name}.npz'))]
+  if finished and not set(finished) & {chunk.name for chunk in plan.chunks}:
+    config = plan.config
+    raise ValueError(
+        f'--workdir={workdir} contains finished chunks of other blocks of seeds, so '
+        f'num_seeds={config.num_seeds} with seeds_per_chunk={config.seeds_per_chunk} would '
+        f'reuse none of them and recompute every seed. Keep seeds_per_chunk='
+        f'{stored["config"]["seeds_per_chunk"]}, or choose a new --workdir. Seeds can be '
+        'added to a sweep whose seeds_per_chunk is above 0, in new chunks.')
 
 
 class ProcessMismatchError(ValueError):
@@ -921,9 +934,9 @@ def check_processes(config: ml_collections.ConfigDict, workdir: str) -> None:
     os.remove(path)
   if blind:
     raise ProcessMismatchError(
-        f'--workdir={workdir} is not shared: process {", ".join(map(str, blind))} cannot '
-        f'read the file that process 0 wrote there ({path}). Every process needs --workdir '
-        'on a disk that all of them share.')
+        f'--workdir is not shared: process {", ".join(map(str, blind))} cannot read the '
+        f'file {os.path.basename(path)} that process 0 wrote into its --workdir. Every '
+        'process needs --workdir on a disk that all of them share.')
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> aggregate.SweepRecord:
@@ -1065,8 +1078,9 @@ def main(argv):
   try:
     run(config, workdir)
   except KeyboardInterrupt:
+    every_process = ' in every process' if config.distributed else ''
     cli.exit_now(f'Interrupted. The finished chunks are saved in {workdir}: run the same '
-              'command again to resume.', 130)
+                 f'command{every_process} again to resume.', 130)
   except ProcessMismatchError as error:
     cli.exit_now(f'Error: {error}', 1)
   except BaseException:  # pylint: disable=broad-except

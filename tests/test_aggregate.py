@@ -424,6 +424,12 @@ def test_check_flags_rejects_workdir(tmp_path):
   with pytest.raises(ValueError, match=f'--workdir={re.escape(missing)} is invalid: the '
                      'directory does not exist'):
     aggregate.check_flags(missing, None, None, 0.95)
+  with pytest.raises(ValueError, match='--workdir is empty'):
+    aggregate.check_flags('', None, None, 0.95)
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(ValueError, match=f'--workdir={re.escape(str(tmp_path / "file"))} is a '
+                     'file'):
+    aggregate.check_flags(str(tmp_path / 'file'), None, None, 0.95)
   prefix = f'--workdir={re.escape(str(tmp_path))} is invalid: '
   with pytest.raises(ValueError, match=f'{prefix}.*sweep.json not found'):
     aggregate.check_flags(str(tmp_path), None, None, 0.95)

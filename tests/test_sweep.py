@@ -209,9 +209,13 @@ def run_two_processes(tmp_path, workdirs, extra_flags=((), ())) -> list[tuple[in
 
 def test_two_processes_equal_one(sweeps, tmp_path):
   # The first grid point: 2 chunks, each on a mesh of 4 devices over both processes.
+  # Process 1 reaches the shared workdir through a symbolic link, as a host with another
+  # mount point would.
   workdir = tmp_path / 'two_processes'
+  workdir.mkdir()
+  (tmp_path / 'link').symlink_to(workdir)
   first_point = f'--config.grid.finetune.learning_rate=({STABLE_RATE},)'
-  for returncode, output in run_two_processes(tmp_path, [workdir] * 2,
+  for returncode, output in run_two_processes(tmp_path, [workdir, tmp_path / 'link'],
                                               [[first_point]] * 2):
     assert returncode == 0, output[-3000:]
     assert 'on 4 devices (cpu)' in output
@@ -251,8 +255,8 @@ def test_interrupted_sweep_says_resume(tmp_path):
 @pytest.mark.parametrize('other, message', [
     ('config', r'Error: process 1 runs another config than process 0 \(fields that differ: '
                r'grid\.finetune\.learning_rate\)'),
-    ('workdir', r'Error: --workdir=\S+ is not shared: process 1 cannot read the file that '
-                r'process 0 wrote there'),
+    ('workdir', r'Error: --workdir is not shared: process 1 cannot read the file '
+                r'\.shared-disk-check that process 0 wrote into its --workdir'),
 ], ids=['config', 'workdir'])
 def test_processes_that_differ_stop(tmp_path, other, message):
   # Process 1 gets another grid, or a workdir of its own that process 0 does not share.
@@ -346,6 +350,17 @@ def test_workdir_of_other_config_rejected(sweeps):
     sweep.run(config, str(sweeps['root'] / 'reference'))
 
 
+def test_new_blocks_of_seeds_rejected(sweeps):
+  # The reference has finished blocks of seeds 0-2 and 3-5. One block of all 6 seeds, or
+  # blocks of 2, would reuse none of them.
+  for seeds_per_chunk in (0, 2):
+    config = tiny_config()
+    config.seeds_per_chunk = seeds_per_chunk
+    with pytest.raises(ValueError, match=f'num_seeds=6 with seeds_per_chunk={seeds_per_chunk} '
+                                         'would reuse none of them'):
+      sweep.check_workdir(str(sweeps['root'] / 'reference'), sweep.make_plan(config))
+
+
 def test_more_seeds_extend_sweep(sweeps, tmp_path):
   workdir = tmp_path / 'extended'
   shutil.copytree(sweeps['root'] / 'reference', workdir)
@@ -395,9 +410,10 @@ def with_field(config, field, value) -> ml_collections.ConfigDict:
     ('grid.finetune.n_shots', 4, 'config.grid.finetune.n_shots=4 is invalid: expected a '
      'non-empty list'),
     ('grid.finetune.n_shots', (4, 4), 'the value 4 appears twice'),
-    ('grid.regime', ('zsv',), "config.grid.regime='zsv' is invalid: valid regimes for merged "
-     'parameters are zs_all, zs_v, zs_kq, zsfs_all, zsfs_v, zsfs_kq'),
-    ('grid.regime', ('zs_q',), "config.grid.regime='zs_q' is invalid: valid regimes"),
+    ('grid.regime', ('zsv',), "config.grid.regime='zsv' is invalid: with "
+     "parameterization='merged' the valid regimes are zs_all, zs_v, zs_kq, zsfs_all, zsfs_v, "
+     'zsfs_kq'),
+    ('grid.regime', ('zs_q',), "config.grid.regime='zs_q' is invalid: with parameterization"),
     ('grid.finetune.losses', ('fs',), 'config.base.finetune.losses=.* zs or zsfs'),
 ])
 def test_bad_config_rejected_before_work(tmp_path, monkeypatch, field, value, message):
