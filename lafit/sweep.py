@@ -47,7 +47,7 @@ findings or compute theory curves, as `experiment.run` does.
 With several processes, the mesh spans the devices of all of them, and every process runs
 each chunk's programs on its own devices. Process 0 writes the files, after gathering the
 results from the others. Before any work, `check_processes` checks that every process
-runs the same config and sees the files of process 0.
+runs the same config and can read the files of process 0.
 
 Command line:
 
@@ -212,6 +212,7 @@ def _normalize_grid_value(base_value, value):
 
 
 def _regime_names(parameterization: str) -> list[str]:
+  # An invalid parameterization is reported by the config check of its grid point.
   trainables = regimes.TRAINABLE.get(parameterization, regimes.TRAINABLE['merged'])
   return [f'{loss}_{trainable}' for loss in losses.FINETUNE_LOSS_KINDS for trainable in trainables]
 
@@ -883,7 +884,7 @@ class ProcessMismatchError(ValueError):
 
 
 def _gather_texts(text: str) -> list[str]:
-  """Returns the `text` of every process, in process order; every process must call it."""
+  """Returns the `text` of every process, in process order. Every process must call it."""
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   data = np.frombuffer(text.encode('utf-8'), np.uint8)
   lengths = np.asarray(multihost_utils.process_allgather(np.int32(data.size))).reshape(-1)

@@ -1,6 +1,7 @@
 """The command lines' handling of bad input: one line naming the flag, before any work."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -23,8 +24,7 @@ def test_plural_counts():
 def test_differing_fields_are_dotted():
   a = {'d': 5, 'finetune': {'num_steps': 10, 'losses': ['zs']}, 'seed': 0}
   b = {'d': 5, 'finetune': {'num_steps': 20, 'losses': ['zs'], 'extra': 1}, 'plots': True}
-  expected = sorted(f'finetune.{key}' for key in ('num_steps', 'extra')) + ['plots', 'seed']
-  assert io.differing_fields(a, b) == sorted(expected)
+  assert io.differing_fields(a, b) == ['finetune.extra', 'finetune.num_steps', 'plots', 'seed']
   assert io.differing_fields(a, a) == []
 
 
@@ -34,7 +34,7 @@ def test_workdir_path_checked(tmp_path):
   with pytest.raises(ValueError, match='--workdir is empty'):
     cli.check_workdir('')
   (tmp_path / 'file').write_text('')
-  with pytest.raises(ValueError, match=f'--workdir={tmp_path / "file"} is a file'):
+  with pytest.raises(ValueError, match=f'--workdir={re.escape(str(tmp_path / "file"))} is a file'):
     cli.check_workdir(str(tmp_path / 'file'))
 
 
